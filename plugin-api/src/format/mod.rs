@@ -1,0 +1,1 @@
+//! Field formatting engine (being written).

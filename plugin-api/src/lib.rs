@@ -1,0 +1,94 @@
+//! The plugin interface of logrelay: the stable ABI every connector library exports, and the
+//! author-facing layer that makes writing one ordinary async Rust.
+//!
+//! A complete connector that counts the records it receives:
+//!
+//! ```
+//! use std::sync::atomic::{AtomicU64, Ordering};
+//!
+//! use logrelay_plugin_api::{Context, Plugin, PluginError, Record};
+//! use serde::Deserialize;
+//!
+//! /// Settings of the `counter` connector.
+//! #[derive(Debug, Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! pub struct Config {
+//!     /// Log a line every this many records.
+//!     #[serde(default = "default_every")]
+//!     pub every: u64,
+//! }
+//!
+//! const fn default_every() -> u64 {
+//!     1000
+//! }
+//!
+//! pub struct Counter {
+//!     every: u64,
+//!     seen: AtomicU64,
+//! }
+//!
+//! impl Plugin for Counter {
+//!     type Config = Config;
+//!     const TYPE_NAME: &'static str = "counter";
+//!     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+//!     const DESCRIPTION: &'static str = "counts records";
+//!     const EXAMPLE_CONFIG: &'static str = "every = 1000\n";
+//!
+//!     async fn new(config: Config, _ctx: Context) -> Result<Self, PluginError> {
+//!         if config.every == 0 {
+//!             return Err(PluginError::config("`every` must be at least 1"));
+//!         }
+//!         Ok(Counter { every: config.every, seen: AtomicU64::new(0) })
+//!     }
+//!
+//!     async fn handle_batch(&self, batch: &[Record]) -> Result<(), PluginError> {
+//!         let before = self.seen.fetch_add(batch.len() as u64, Ordering::Relaxed);
+//!         if (before + batch.len() as u64) / self.every > before / self.every {
+//!             tracing::info!(seen = before + batch.len() as u64, "Counted more records.");
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! logrelay_plugin_api::export_plugin!(Counter);
+//! # fn main() {}
+//! ```
+//!
+//! Build the crate as a `cdylib` (`crate-type = ["cdylib", "rlib"]`), put the `.so` in the plugin
+//! directory as `liblogrelay_counter.so`, and name it in plugins.toml:
+//!
+//! ```toml
+//! [plugins.counter]
+//! type = "counter"
+//! [plugins.counter.config]
+//! every = 500
+//! ```
+//!
+//! What the macro generates: the root module ([`abi::PluginModule`]), a tokio runtime owned by each
+//! instance, `catch_unwind` around every call (a panic becomes a `fatal` error for that instance
+//! only), config parsing with the path of a bad value in the message, and forwarding of the
+//! plugin's `tracing` events to the host's log, tagged with the instance name.
+//!
+//! `docs/PLUGIN_GUIDE.md` walks from the template to a loaded library; `docs/ABI_POLICY.md` says
+//! what may change within 1.x.
+
+pub mod abi;
+pub mod export;
+#[cfg(feature = "format")]
+#[path = "format/mod.rs"]
+pub mod format;
+mod plugin;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use abi::{ErrorKind, Level, Manifest, PluginError, Record};
+pub use plugin::{Context, Host, Plugin, parse_config};
+
+/// Items the export macro expands to; not part of the public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use abi_stable::library::{
+        __call_root_module_loader as call_root_module_loader, CheckTypeLayout, LibHeader,
+        RootModuleResult,
+    };
+}

@@ -1,0 +1,143 @@
+//! The author-facing layer: the [`Plugin`] trait and the [`Host`] handle.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use abi_stable::std_types::RStr;
+use serde::de::DeserializeOwned;
+
+use crate::abi::{HostBox, PluginError, Record};
+
+/// A connector, written as ordinary async Rust. [`export_plugin!`](crate::export_plugin) turns it
+/// into a plugin library.
+///
+/// Every method takes `&self`: the host calls `handle_batch` from one worker thread per instance,
+/// while other instances may call `request` at the same time. Keep mutable state behind a lock.
+pub trait Plugin: Sized + Send + Sync + 'static {
+    /// The connector's settings, deserialized from `[plugins.<name>.config]`. Use
+    /// `#[serde(deny_unknown_fields)]` so that typos are reported, naming the key.
+    type Config: DeserializeOwned + Send + 'static;
+
+    /// The connector type, as written in `type = "..."` in plugins.toml.
+    const TYPE_NAME: &'static str;
+    /// The connector's version; write `env!("CARGO_PKG_VERSION")`.
+    const VERSION: &'static str;
+    /// One line saying what the connector does.
+    const DESCRIPTION: &'static str;
+    /// A documented `[plugins.<name>.config]` table (TOML) that parses into [`Plugin::Config`].
+    const EXAMPLE_CONFIG: &'static str;
+    /// What the connector offers beyond a sink (`store` answers queries through `request`).
+    const CAPABILITIES: &'static [&'static str] = &[];
+    /// Worker threads of the instance's own tokio runtime.
+    const WORKER_THREADS: usize = 1;
+
+    /// Builds an instance. Runs on the instance's own runtime.
+    fn new(
+        config: Self::Config,
+        ctx: Context,
+    ) -> impl Future<Output = Result<Self, PluginError>> + Send;
+
+    /// Accepts a batch. Return `Ok` only once the records are safe: the host acknowledges them to
+    /// RabbitMQ after that.
+    fn handle_batch(
+        &self,
+        batch: &[Record],
+    ) -> impl Future<Output = Result<(), PluginError>> + Send;
+
+    /// Reports whether the instance can work now (database reachable, directory writable...).
+    fn healthcheck(&self) -> impl Future<Output = Result<(), PluginError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// Answers a capability request; `body` and the answer are JSON text.
+    fn request(
+        &self,
+        method: &str,
+        body: &str,
+    ) -> impl Future<Output = Result<String, PluginError>> + Send {
+        let _ = body;
+        let message = format!(
+            "the {} connector answers no requests (asked for `{method}`)",
+            Self::TYPE_NAME
+        );
+        async move { Err(PluginError::permanent(message)) }
+    }
+
+    /// Flushes and releases everything. Called once, after the last batch.
+    fn shutdown(&self) -> impl Future<Output = Result<(), PluginError>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// What an instance gets at construction: its name and the host handle.
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) instance_id: Arc<str>,
+    pub(crate) host: Host,
+}
+
+impl Context {
+    /// The instance name, as chosen in plugins.toml (`[plugins.<name>]`).
+    pub fn instance_id(&self) -> &str {
+        &self.instance_id
+    }
+
+    /// The handle to the host, to keep for later calls.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+}
+
+/// The host, as an instance sees it: lets one plugin use another's capability.
+#[derive(Clone)]
+pub struct Host {
+    pub(crate) inner: HostBox,
+}
+
+impl Host {
+    /// Calls `request(method, body)` on the instance named `instance`, blocking this thread.
+    ///
+    /// Call this from a blocking context; from async code use [`Host::request`].
+    pub fn request_blocking(
+        &self,
+        instance: &str,
+        method: &str,
+        body: &str,
+    ) -> Result<String, PluginError> {
+        self.inner
+            .request(RStr::from(instance), RStr::from(method), RStr::from(body))
+            .into_result()
+            .map(String::from)
+    }
+
+    /// Calls `request(method, body)` on the instance named `instance` without blocking the
+    /// runtime: the call runs on the runtime's blocking pool.
+    pub async fn request(
+        &self,
+        instance: &str,
+        method: &str,
+        body: String,
+    ) -> Result<String, PluginError> {
+        let host = self.clone();
+        let instance = instance.to_owned();
+        let method = method.to_owned();
+        tokio::task::spawn_blocking(move || host.request_blocking(&instance, &method, &body))
+            .await
+            .map_err(|e| PluginError::transient(format!("host request task failed: {e}")))?
+    }
+}
+
+/// Parses a plugin's config from the JSON text the host passes, with the path of the bad value in
+/// the message (`rules[2].level: unknown variant ...`).
+pub fn parse_config<C: DeserializeOwned>(config_json: &str) -> Result<C, PluginError> {
+    let mut de = serde_json::Deserializer::from_str(config_json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            PluginError::config(format!("invalid config: {inner}"))
+        } else {
+            PluginError::config(format!("invalid config at `{path}`: {inner}"))
+        }
+    })
+}

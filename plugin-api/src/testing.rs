@@ -1,0 +1,242 @@
+//! In-process testing for connector authors (feature `testing`).
+//!
+//! [`Harness`] builds an instance through the same root module the `.so` exports (no dynamic
+//! loading), with a host that records the plugin's log lines and answers `request` calls from a
+//! closure. [`conformance`] runs the checks every connector must pass.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use abi_stable::sabi_trait::TD_CanDowncast;
+use abi_stable::std_types::{RArc, RResult, RSlice, RStr, RString};
+
+use crate::abi::{HostBox, HostObj, HostObj_TO, Level, PluginBox, PluginError, Record};
+use crate::export::root_module;
+use crate::plugin::Plugin;
+
+/// One log line a plugin forwarded to the host.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// Its level.
+    pub level: Level,
+    /// The `tracing` target (module path) it came from.
+    pub target: String,
+    /// The message and its fields.
+    pub message: String,
+}
+
+type RequestHandler = dyn Fn(&str, &str, &str) -> Result<String, PluginError> + Send + Sync;
+
+/// The host side of the harness.
+#[derive(Clone)]
+struct TestHost {
+    logs: Arc<Mutex<Vec<LogLine>>>,
+    requests: Arc<RequestHandler>,
+}
+
+impl HostObj for TestHost {
+    fn max_log_level(&self) -> Level {
+        Level::TRACE
+    }
+
+    fn log(&self, level: Level, target: RStr<'_>, message: RStr<'_>) {
+        self.logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(LogLine {
+                level,
+                target: target.to_string(),
+                message: message.to_string(),
+            });
+    }
+
+    fn request(
+        &self,
+        instance: RStr<'_>,
+        method: RStr<'_>,
+        body: RStr<'_>,
+    ) -> RResult<RString, PluginError> {
+        (self.requests)(instance.as_str(), method.as_str(), body.as_str())
+            .map(RString::from)
+            .into()
+    }
+}
+
+/// Converts a TOML table (as written under `[plugins.<name>.config]`) into the JSON text the host
+/// passes to a plugin.
+pub fn config_json_from_toml(config_toml: &str) -> Result<String, String> {
+    let value: toml::Table =
+        toml::from_str(config_toml).map_err(|e| format!("not valid TOML: {e}"))?;
+    serde_json::to_string(&value).map_err(|e| format!("cannot convert to JSON: {e}"))
+}
+
+/// A plugin instance built in-process through the exported root module.
+pub struct Harness {
+    instance: PluginBox,
+    logs: Arc<Mutex<Vec<LogLine>>>,
+}
+
+/// Builds a [`Harness`].
+pub struct HarnessBuilder {
+    instance_id: String,
+    requests: Arc<RequestHandler>,
+}
+
+impl HarnessBuilder {
+    /// Names the instance (default `test`).
+    pub fn instance_id(mut self, id: &str) -> Self {
+        self.instance_id = id.to_owned();
+        self
+    }
+
+    /// Answers the plugin's `host.request(instance, method, body)` calls.
+    pub fn on_request(
+        mut self,
+        handler: impl Fn(&str, &str, &str) -> Result<String, PluginError> + Send + Sync + 'static,
+    ) -> Self {
+        self.requests = Arc::new(handler);
+        self
+    }
+
+    /// Builds the instance of `P` from a TOML config table.
+    pub fn start<P: Plugin>(self, config_toml: &str) -> Result<Harness, PluginError> {
+        let json = config_json_from_toml(config_toml).map_err(PluginError::config)?;
+        self.start_json::<P>(&json)
+    }
+
+    /// Builds the instance of `P` from the config as JSON text.
+    pub fn start_json<P: Plugin>(self, config_json: &str) -> Result<Harness, PluginError> {
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let host = TestHost {
+            logs: logs.clone(),
+            requests: self.requests,
+        };
+        let host: HostBox = HostObj_TO::from_ptr(RArc::new(host), TD_CanDowncast);
+        let module = root_module::<P>();
+        let instance = (module.new())(
+            RStr::from(self.instance_id.as_str()),
+            RStr::from(config_json),
+            host,
+        )
+        .into_result()?;
+        Ok(Harness { instance, logs })
+    }
+}
+
+impl Harness {
+    /// A builder with instance id `test` and a host that answers every request with an error.
+    pub fn builder() -> HarnessBuilder {
+        HarnessBuilder {
+            instance_id: "test".to_owned(),
+            requests: Arc::new(|instance, method, _| {
+                Err(PluginError::permanent(format!(
+                    "the test host has no instance `{instance}` to ask for `{method}`"
+                )))
+            }),
+        }
+    }
+
+    /// Builds an instance of `P` from a TOML config table with the default builder.
+    pub fn start<P: Plugin>(config_toml: &str) -> Result<Harness, PluginError> {
+        Harness::builder().start::<P>(config_toml)
+    }
+
+    /// Calls `handle_batch` through the ABI.
+    pub fn handle_batch(&self, batch: &[Record]) -> Result<(), PluginError> {
+        self.instance
+            .handle_batch(RSlice::from_slice(batch))
+            .into_result()
+    }
+
+    /// Calls `healthcheck` through the ABI.
+    pub fn healthcheck(&self) -> Result<(), PluginError> {
+        self.instance.healthcheck().into_result()
+    }
+
+    /// Calls `request` through the ABI.
+    pub fn request(&self, method: &str, body: &str) -> Result<String, PluginError> {
+        self.instance
+            .request(RStr::from(method), RStr::from(body))
+            .into_result()
+            .map(String::from)
+    }
+
+    /// Calls `shutdown` through the ABI.
+    pub fn shutdown(&self) -> Result<(), PluginError> {
+        self.instance.shutdown().into_result()
+    }
+
+    /// The log lines the plugin forwarded so far.
+    pub fn logs(&self) -> Vec<LogLine> {
+        self.logs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// `n` varied records for tests: levels cycle, projects `p0..p2`, modules `m0..m4`.
+pub fn sample_records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            Record::new(
+                format!("rec-{i}"),
+                1_700_000_000_000_000_000 + i as i64 * 1_000_000,
+                Level::ALL[i % Level::ALL.len()],
+                format!("p{}", i % 3),
+                format!("m{}", i % 5),
+                format!("message number {i}"),
+            )
+            .with_attributes(format!(r#"{{"seq":{i},"user":"u{}"}}"#, i % 7))
+        })
+        .collect()
+}
+
+/// Checks that `P`'s example config is valid TOML and parses into its config type.
+pub fn check_example_config<P: Plugin>() -> Result<(), String> {
+    let json = config_json_from_toml(P::EXAMPLE_CONFIG)
+        .map_err(|e| format!("{}: example config: {e}", P::TYPE_NAME))?;
+    crate::plugin::parse_config::<P::Config>(&json)
+        .map(|_| ())
+        .map_err(|e| format!("{}: example config does not parse: {e}", P::TYPE_NAME))
+}
+
+/// The checks every connector passes, given a config under which an instance can start here.
+///
+/// - the example config parses;
+/// - an unknown key in the config is refused with a message naming it;
+/// - an instance starts, accepts an empty batch, passes its health check and shuts down.
+pub fn conformance<P: Plugin>(instance_config_toml: &str) -> Result<(), String> {
+    check_example_config::<P>()?;
+
+    let mut table: toml::Table = toml::from_str(P::EXAMPLE_CONFIG)
+        .map_err(|e| format!("{}: example config: {e}", P::TYPE_NAME))?;
+    let bogus = "definitely_not_an_option";
+    table.insert(bogus.to_owned(), toml::Value::Boolean(true));
+    let json = serde_json::to_string(&table).map_err(|e| e.to_string())?;
+    match Harness::builder().start_json::<P>(&json) {
+        Ok(h) => {
+            let _ = h.shutdown();
+            return Err(format!(
+                "{}: an unknown config key was accepted; add #[serde(deny_unknown_fields)]",
+                P::TYPE_NAME
+            ));
+        }
+        Err(e) if !e.message.contains(bogus) => {
+            return Err(format!(
+                "{}: the error for an unknown key does not name it: {e}",
+                P::TYPE_NAME
+            ));
+        }
+        Err(_) => {}
+    }
+
+    let h = Harness::start::<P>(instance_config_toml)
+        .map_err(|e| format!("{}: cannot start: {e}", P::TYPE_NAME))?;
+    h.handle_batch(&[])
+        .map_err(|e| format!("{}: empty batch refused: {e}", P::TYPE_NAME))?;
+    h.healthcheck()
+        .map_err(|e| format!("{}: health check failed: {e}", P::TYPE_NAME))?;
+    h.shutdown()
+        .map_err(|e| format!("{}: shutdown failed: {e}", P::TYPE_NAME))?;
+    Ok(())
+}
