@@ -75,7 +75,6 @@
 pub mod abi;
 pub mod export;
 #[cfg(feature = "format")]
-#[path = "format/mod.rs"]
 pub mod format;
 mod plugin;
 #[cfg(feature = "testing")]
