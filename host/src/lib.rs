@@ -1,1 +1,13 @@
+//! The logrelay host: settings, plugin loading, dispatch, RabbitMQ intake, and the CLI commands.
+//!
+//! `docs/ARCHITECTURE.md` describes how the pieces fit together.
 
+pub mod cli;
+pub mod config;
+pub mod decode;
+pub mod engine;
+pub mod host_api;
+pub mod intake;
+pub mod loader;
+pub mod replay;
+pub mod send;

@@ -1,0 +1,7 @@
+//! Configuration: the host's settings (`.env`) and the connector instances (`plugins.toml`).
+
+pub mod plugins;
+pub mod settings;
+
+pub use plugins::{Delivery, InstanceSpec, PluginsConfig, PluginsConfigError, Route};
+pub use settings::{Env, SettingWarning, Settings, SettingsError};

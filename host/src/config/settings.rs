@@ -1,0 +1,420 @@
+//! The host's settings: read from `.env` and the environment (which wins), each typed and checked.
+//!
+//! As the product's first design asks, an invalid value falls back to its default with a warning
+//! naming the variable, the bad value and the default; strict mode (`LOGRELAY_STRICT=true` or
+//! `--strict`) turns every such warning into a start-up error.
+
+use std::collections::BTreeMap;
+use std::fmt::Display;
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The environment as logrelay sees it: `.env` values overlaid by the real environment.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// Reads `env_file` (when it exists) and overlays the process environment.
+    pub fn load(env_file: Option<&Path>) -> Result<Env, SettingsError> {
+        let mut vars = BTreeMap::new();
+        if let Some(path) = env_file
+            && path.exists()
+        {
+            let iter = dotenvy::from_path_iter(path).map_err(|e| SettingsError::EnvFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+            for item in iter {
+                let (k, v) = item.map_err(|e| SettingsError::EnvFile {
+                    path: path.to_path_buf(),
+                    reason: e.to_string(),
+                })?;
+                vars.insert(k, v);
+            }
+        }
+        for (k, v) in std::env::vars_os() {
+            if let (Ok(k), Ok(v)) = (k.into_string(), v.into_string()) {
+                vars.insert(k, v);
+            }
+        }
+        Ok(Env { vars })
+    }
+
+    /// An environment made of exactly these pairs (for tests and embedding).
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Env {
+        Env {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// The value of a variable, if set.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.vars.get(name).map(String::as_str)
+    }
+}
+
+/// A problem with the settings.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The `.env` file could not be read.
+    #[error("cannot read {path}: {reason}")]
+    EnvFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// Strict mode: one or more values were invalid.
+    #[error("invalid settings (strict mode):\n  {}", .0.join("\n  "))]
+    Strict(Vec<String>),
+}
+
+/// Every setting of the host, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// `LOGRELAY_AMQP_URL`: the RabbitMQ broker.
+    pub amqp_url: String,
+    /// `LOGRELAY_QUEUE`: the durable queue logs are consumed from.
+    pub queue: String,
+    /// `LOGRELAY_EXCHANGE`: the topic exchange bound to the queue.
+    pub exchange: String,
+    /// `LOGRELAY_PLUGINS`: path of plugins.toml.
+    pub plugins_file: PathBuf,
+    /// `LOGRELAY_PLUGIN_DIR`: where `liblogrelay_<type>.so` files are found.
+    pub plugin_dir: PathBuf,
+    /// `LOGRELAY_DATABASE_URL`: the PostgreSQL store (used by plugins.toml as `${LOGRELAY_DATABASE_URL}`).
+    pub database_url: String,
+    /// `LOGRELAY_HTTP_ADDR`: the HTTP API's listen address.
+    pub http_addr: SocketAddr,
+    /// `LOGRELAY_ADMIN_ADDR`: metrics and health.
+    pub admin_addr: SocketAddr,
+    /// `LOGRELAY_API_TOKEN`: bearer token of the HTTP routes (empty: read-only without token).
+    pub api_token: Option<String>,
+    /// `LOGRELAY_TELEGRAM_TOKEN`: the Telegram bot token.
+    pub telegram_token: Option<String>,
+    /// `LOGRELAY_LOG`: the host's log filter (`info`, `logrelay=debug,warn`...).
+    pub log: String,
+    /// `LOGRELAY_STRICT`: refuse to start on an invalid setting.
+    pub strict: bool,
+    /// `LOGRELAY_PREFETCH`: unacknowledged deliveries in flight.
+    pub prefetch: u16,
+    /// `LOGRELAY_BATCH_MAX_RECORDS`: records per batch handed to connectors.
+    pub batch_max_records: NonZeroUsize,
+    /// `LOGRELAY_BATCH_MAX_WAIT_MS`: how long a partial batch waits for more records.
+    pub batch_max_wait: Duration,
+    /// `LOGRELAY_MAX_MESSAGE_BYTES`: larger messages are dead-lettered.
+    pub max_message_bytes: usize,
+    /// `LOGRELAY_CHANNEL_CAPACITY`: batches queued per instance before back-pressure.
+    pub channel_capacity: NonZeroUsize,
+    /// `LOGRELAY_CALL_TIMEOUT_MS`: a plugin call running longer disables the instance.
+    pub call_timeout: Duration,
+    /// `LOGRELAY_SHUTDOWN_TIMEOUT_MS`: how long shutdown waits for batches in flight.
+    pub shutdown_timeout: Duration,
+    /// `LOGRELAY_RETRY_MAX_MS`: the longest wait between retries of a failing batch.
+    pub retry_max: Duration,
+    /// `LOGRELAY_DEFAULT_PROJECT`: project of records that name none.
+    pub default_project: String,
+    /// `LOGRELAY_DEFAULT_MODULE`: module of records that name none.
+    pub default_module: String,
+}
+
+/// One invalid value that fell back to its default.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingWarning {
+    /// The variable.
+    pub variable: &'static str,
+    /// What it held.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: String,
+    /// The default used instead.
+    pub default: String,
+}
+
+impl Display for SettingWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={:?} is invalid ({}); using the default {}",
+            self.variable, self.value, self.reason, self.default
+        )
+    }
+}
+
+struct Reader<'a> {
+    env: &'a Env,
+    warnings: Vec<SettingWarning>,
+}
+
+impl Reader<'_> {
+    /// Reads `name`, parsing with `parse`; an unset or empty value gives `default`.
+    fn get<T: Display>(
+        &mut self,
+        name: &'static str,
+        default: T,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> T {
+        match self.env.get(name).map(str::trim) {
+            None | Some("") => default,
+            Some(raw) => match parse(raw) {
+                Ok(v) => v,
+                Err(reason) => {
+                    self.warnings.push(SettingWarning {
+                        variable: name,
+                        value: raw.to_owned(),
+                        reason,
+                        default: default.to_string(),
+                    });
+                    default
+                }
+            },
+        }
+    }
+
+    fn string(&mut self, name: &'static str, default: &str) -> String {
+        self.get(name, default.to_owned(), |s| Ok(s.to_owned()))
+    }
+
+    fn optional(&mut self, name: &'static str) -> Option<String> {
+        self.env
+            .get(name)
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    }
+
+    fn number<T>(&mut self, name: &'static str, default: T, min: T, max: T) -> T
+    where
+        T: FromStr + PartialOrd + Display + Copy,
+        T::Err: Display,
+    {
+        self.get(name, default, |s| {
+            let v: T = s.parse().map_err(|e| format!("not a number: {e}"))?;
+            if v < min || v > max {
+                return Err(format!("must be between {min} and {max}"));
+            }
+            Ok(v)
+        })
+    }
+
+    fn millis(&mut self, name: &'static str, default_ms: u64, min: u64, max: u64) -> Duration {
+        Duration::from_millis(self.number(name, default_ms, min, max))
+    }
+
+    fn addr(&mut self, name: &'static str, default: &str) -> SocketAddr {
+        let fallback: SocketAddr = default
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 0)));
+        self.get(name, fallback, |s| {
+            s.parse::<SocketAddr>().map_err(|_| {
+                "expected HOST:PORT with a numeric address, like 127.0.0.1:8080".into()
+            })
+        })
+    }
+
+    fn boolean(&mut self, name: &'static str, default: bool) -> bool {
+        self.get(name, default, |s| match s.to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => Ok(true),
+            "0" | "false" | "no" | "off" => Ok(false),
+            _ => Err("expected true or false".into()),
+        })
+    }
+}
+
+/// Defaults of the settings, also shown by `.env`.
+pub mod defaults {
+    /// `LOGRELAY_AMQP_URL`.
+    pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+    /// `LOGRELAY_QUEUE`.
+    pub const QUEUE: &str = "logs";
+    /// `LOGRELAY_EXCHANGE`.
+    pub const EXCHANGE: &str = "logs";
+    /// `LOGRELAY_PLUGINS`.
+    pub const PLUGINS: &str = "plugins.toml";
+    /// `LOGRELAY_DATABASE_URL`.
+    pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    /// `LOGRELAY_HTTP_ADDR`.
+    pub const HTTP_ADDR: &str = "127.0.0.1:8080";
+    /// `LOGRELAY_ADMIN_ADDR`.
+    pub const ADMIN_ADDR: &str = "127.0.0.1:9464";
+    /// `LOGRELAY_LOG`.
+    pub const LOG: &str = "info";
+}
+
+impl Settings {
+    /// Reads and validates every setting. Invalid values fall back to their defaults and are
+    /// returned as warnings, or (strict mode, or `force_strict`) fail.
+    pub fn from_env(
+        env: &Env,
+        force_strict: bool,
+    ) -> Result<(Settings, Vec<SettingWarning>), SettingsError> {
+        let mut r = Reader {
+            env,
+            warnings: Vec::new(),
+        };
+        let strict = r.boolean("LOGRELAY_STRICT", false) || force_strict;
+        let settings = Settings {
+            amqp_url: r.get("LOGRELAY_AMQP_URL", defaults::AMQP_URL.to_owned(), |s| {
+                if s.starts_with("amqp://") || s.starts_with("amqps://") {
+                    Ok(s.to_owned())
+                } else {
+                    Err("must start with amqp:// or amqps://".into())
+                }
+            }),
+            queue: r.get("LOGRELAY_QUEUE", defaults::QUEUE.to_owned(), queue_name),
+            exchange: r.get(
+                "LOGRELAY_EXCHANGE",
+                defaults::EXCHANGE.to_owned(),
+                queue_name,
+            ),
+            plugins_file: PathBuf::from(r.string("LOGRELAY_PLUGINS", defaults::PLUGINS)),
+            plugin_dir: r
+                .optional("LOGRELAY_PLUGIN_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(default_plugin_dir),
+            database_url: r.get(
+                "LOGRELAY_DATABASE_URL",
+                defaults::DATABASE_URL.to_owned(),
+                |s| {
+                    if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+                        Ok(s.to_owned())
+                    } else {
+                        Err("must start with postgres:// or postgresql://".into())
+                    }
+                },
+            ),
+            http_addr: r.addr("LOGRELAY_HTTP_ADDR", defaults::HTTP_ADDR),
+            admin_addr: r.addr("LOGRELAY_ADMIN_ADDR", defaults::ADMIN_ADDR),
+            api_token: r.optional("LOGRELAY_API_TOKEN"),
+            telegram_token: r.optional("LOGRELAY_TELEGRAM_TOKEN"),
+            log: r.get("LOGRELAY_LOG", defaults::LOG.to_owned(), |s| {
+                tracing_subscriber::EnvFilter::try_new(s)
+                    .map(|_| s.to_owned())
+                    .map_err(|e| format!("not a log filter: {e}"))
+            }),
+            strict,
+            prefetch: r.number("LOGRELAY_PREFETCH", 1000, 1, u16::MAX),
+            batch_max_records: nonzero(r.number("LOGRELAY_BATCH_MAX_RECORDS", 1000, 1, 100_000)),
+            batch_max_wait: r.millis("LOGRELAY_BATCH_MAX_WAIT_MS", 50, 0, 60_000),
+            max_message_bytes: r.number(
+                "LOGRELAY_MAX_MESSAGE_BYTES",
+                1024 * 1024,
+                64,
+                128 * 1024 * 1024,
+            ),
+            channel_capacity: nonzero(r.number("LOGRELAY_CHANNEL_CAPACITY", 4, 1, 1024)),
+            call_timeout: r.millis("LOGRELAY_CALL_TIMEOUT_MS", 30_000, 10, 3_600_000),
+            shutdown_timeout: r.millis("LOGRELAY_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
+            retry_max: r.millis("LOGRELAY_RETRY_MAX_MS", 30_000, 10, 3_600_000),
+            default_project: r.get("LOGRELAY_DEFAULT_PROJECT", "default".to_owned(), label),
+            default_module: r.get("LOGRELAY_DEFAULT_MODULE", "default".to_owned(), label),
+        };
+        if strict && !r.warnings.is_empty() {
+            return Err(SettingsError::Strict(
+                r.warnings.iter().map(ToString::to_string).collect(),
+            ));
+        }
+        Ok((settings, r.warnings))
+    }
+}
+
+fn nonzero(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+fn queue_name(s: &str) -> Result<String, String> {
+    if s.len() > 255 {
+        return Err("longer than 255 bytes".into());
+    }
+    if s.starts_with("amq.") {
+        return Err("names starting with `amq.` are reserved by RabbitMQ".into());
+    }
+    Ok(s.to_owned())
+}
+
+fn label(s: &str) -> Result<String, String> {
+    if s.len() > 200 {
+        Err("longer than 200 bytes".into())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// Without `LOGRELAY_PLUGIN_DIR`: the directory holding the `logrelay` executable, where cargo
+/// and the Docker image both put the connector libraries.
+fn default_plugin_dir() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_without_variables() {
+        let (s, w) = Settings::from_env(&Env::default(), false).expect("settings");
+        assert!(w.is_empty());
+        assert_eq!(s.queue, "logs");
+        assert_eq!(s.prefetch, 1000);
+        assert_eq!(s.batch_max_wait, Duration::from_millis(50));
+        assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.api_token, None);
+    }
+
+    #[test]
+    fn invalid_values_fall_back_with_a_warning_naming_everything() {
+        let env = Env::from_pairs([
+            ("LOGRELAY_PREFETCH", "lots"),
+            ("LOGRELAY_HTTP_ADDR", "localhost"),
+            ("LOGRELAY_BATCH_MAX_RECORDS", "0"),
+            ("LOGRELAY_QUEUE", "events"),
+        ]);
+        let (s, w) = Settings::from_env(&env, false).expect("settings");
+        assert_eq!(s.prefetch, 1000);
+        assert_eq!(s.queue, "events");
+        assert_eq!(s.batch_max_records.get(), 1000);
+        assert_eq!(w.len(), 3, "{w:?}");
+        let text = w[0].to_string();
+        assert!(text.contains("LOGRELAY_HTTP_ADDR=\"localhost\""), "{text}");
+        assert!(text.contains("127.0.0.1:8080"), "{text}");
+        let text = w[2].to_string();
+        assert!(text.contains("LOGRELAY_BATCH_MAX_RECORDS"), "{text}");
+        assert!(text.contains("between 1 and 100000"), "{text}");
+    }
+
+    #[test]
+    fn strict_mode_refuses_invalid_values() {
+        let env = Env::from_pairs([("LOGRELAY_STRICT", "true"), ("LOGRELAY_PREFETCH", "-1")]);
+        let err = Settings::from_env(&env, false).expect_err("strict");
+        assert!(err.to_string().contains("LOGRELAY_PREFETCH"), "{err}");
+        let env = Env::from_pairs([("LOGRELAY_AMQP_URL", "http://x")]);
+        assert!(Settings::from_env(&env, true).is_err());
+    }
+
+    #[test]
+    fn env_file_is_overlaid_by_the_real_environment() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join(".env");
+        std::fs::write(
+            &path,
+            "LOGRELAY_TEST_ONLY_VAR=from-file\n# comment\nPATH=from-file\n",
+        )
+        .expect("write");
+        let env = Env::load(Some(&path)).expect("load");
+        assert_eq!(env.get("LOGRELAY_TEST_ONLY_VAR"), Some("from-file"));
+        assert_ne!(env.get("PATH"), Some("from-file"));
+    }
+}

@@ -1,0 +1,861 @@
+//! Dispatch: one bounded channel and one worker thread per instance, routing, retries, the
+//! per-batch acceptance tracker, and the watchdog that disables an instance stuck in a call.
+//!
+//! A batch is built once and every instance gets the same slice (or, behind a route filter, the
+//! subset it asked for). A batch is *complete* when every `required` instance it was routed to has
+//! accepted it or failed it for good; completion is reported to whoever feeds the engine (the
+//! RabbitMQ intake acks then, `replay` counts), together with the records that must be
+//! dead-lettered and why. Nothing is acknowledged before that.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use abi_stable::std_types::RSlice;
+use logrelay_plugin_api::abi::PluginBox;
+use logrelay_plugin_api::{ErrorKind, PluginError, Record};
+use tokio::sync::mpsc;
+
+use crate::config::{Delivery, InstanceSpec, PluginsConfig, Settings};
+use crate::host_api::{Registry, host_for};
+use crate::loader::{Loader, ManifestInfo};
+
+/// Where a batch's records came from, so the feeder can acknowledge them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryRef {
+    /// The AMQP channel generation (a reconnect starts a new one; old tags cannot be acked).
+    pub generation: u64,
+    /// The delivery tag.
+    pub tag: u64,
+}
+
+/// Records handed to the instances together.
+#[derive(Debug)]
+pub struct Batch {
+    /// Unique within the engine.
+    pub id: u64,
+    /// The records, built once for every instance.
+    pub records: Vec<Record>,
+    /// The deliveries whose records these are.
+    pub deliveries: Vec<DeliveryRef>,
+}
+
+/// A batch every required instance is done with.
+#[derive(Debug)]
+pub struct Completed {
+    /// The batch.
+    pub batch: Arc<Batch>,
+    /// Records a required instance refused or could not take, with the reason, by index.
+    pub failed: Vec<(u32, String)>,
+}
+
+/// Counters of one instance.
+#[derive(Debug, Default)]
+pub struct InstanceStats {
+    /// Batches accepted.
+    pub batches_ok: AtomicU64,
+    /// Batches that ended in a permanent or fatal error.
+    pub batches_failed: AtomicU64,
+    /// Retries after transient errors.
+    pub retries: AtomicU64,
+    /// Records accepted.
+    pub records_ok: AtomicU64,
+    /// Records refused as permanently bad.
+    pub records_rejected: AtomicU64,
+    /// Records a best-effort instance was too slow to take.
+    pub records_dropped: AtomicU64,
+}
+
+/// One running instance.
+pub struct Instance {
+    /// Its configuration.
+    pub spec: InstanceSpec,
+    /// What its library says about itself.
+    pub manifest: ManifestInfo,
+    /// Its counters.
+    pub stats: InstanceStats,
+    plugin: Arc<PluginBox>,
+    index: usize,
+    disabled: AtomicBool,
+    disabled_reason: Mutex<Option<String>>,
+    /// Milliseconds since the engine's epoch when the current call began; 0 when idle.
+    busy_since_ms: AtomicU64,
+    tx: Mutex<Option<mpsc::Sender<Job>>>,
+    last_drop_warning: Mutex<Option<Instant>>,
+}
+
+impl Instance {
+    /// True once the instance was disabled (fatal error, panic, hung call).
+    pub fn is_disabled(&self) -> bool {
+        self.disabled.load(Ordering::Acquire)
+    }
+
+    /// Why it was disabled.
+    pub fn disabled_reason(&self) -> Option<String> {
+        self.disabled_reason
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn disable(&self, reason: &str) -> bool {
+        let first = !self.disabled.swap(true, Ordering::AcqRel);
+        if first {
+            *self
+                .disabled_reason
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(reason.to_owned());
+            tracing::error!(
+                plugin = %self.spec.name,
+                reason,
+                "Instance disabled; the other instances keep running."
+            );
+        }
+        first
+    }
+
+    fn sender(&self) -> Option<mpsc::Sender<Job>> {
+        self.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The records of a batch one instance gets.
+struct Job {
+    batch: Arc<Batch>,
+    /// Indices into the batch when a route filter picked a subset, with the subset's records.
+    subset: Option<(Vec<Record>, Arc<[u32]>)>,
+}
+
+impl Job {
+    fn records(&self) -> &[Record] {
+        match &self.subset {
+            Some((records, _)) => records,
+            None => &self.batch.records,
+        }
+    }
+
+    /// Maps indices into [`Job::records`] back to indices into the batch.
+    fn origin(&self, i: u32) -> u32 {
+        match &self.subset {
+            Some((_, idx)) => idx.get(i as usize).copied().unwrap_or(i),
+            None => i,
+        }
+    }
+
+    fn all_origins(&self) -> Vec<u32> {
+        (0..self.records().len() as u32)
+            .map(|i| self.origin(i))
+            .collect()
+    }
+}
+
+/// Everything that failed to start, reported at once.
+#[derive(Debug, thiserror::Error)]
+#[error("{} instance(s) failed to start:\n  {}", .0.len(), .0.join("\n  "))]
+pub struct StartupErrors(pub Vec<String>);
+
+struct PendingBatch {
+    batch: Arc<Batch>,
+    /// Required instances still working on it, with the indices they were given (None: all).
+    waiting: Vec<(usize, Option<Arc<[u32]>>)>,
+    failed: BTreeMap<u32, String>,
+}
+
+#[derive(Default)]
+struct TrackerState {
+    pending: HashMap<u64, PendingBatch>,
+    disabled: HashMap<usize, String>,
+}
+
+struct Tracker {
+    state: Mutex<TrackerState>,
+    done: mpsc::UnboundedSender<Completed>,
+    idle: tokio::sync::Notify,
+}
+
+impl Tracker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, TrackerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn register(&self, batch: &Arc<Batch>, waiting: Vec<(usize, Option<Arc<[u32]>>)>) {
+        let mut st = self.lock();
+        let mut pending = PendingBatch {
+            batch: batch.clone(),
+            waiting: Vec::with_capacity(waiting.len()),
+            failed: BTreeMap::new(),
+        };
+        for (inst, idx) in waiting {
+            if let Some(reason) = st.disabled.get(&inst) {
+                fail_indices(&mut pending, &idx, reason);
+            } else {
+                pending.waiting.push((inst, idx));
+            }
+        }
+        if pending.waiting.is_empty() {
+            self.complete(pending);
+        } else {
+            st.pending.insert(batch.id, pending);
+        }
+    }
+
+    /// An instance is done with a batch; `failed` are batch indices it could not take.
+    fn settle(&self, batch_id: u64, inst: usize, failed: &[u32], reason: &str) {
+        let mut st = self.lock();
+        let Some(p) = st.pending.get_mut(&batch_id) else {
+            return;
+        };
+        let Some(pos) = p.waiting.iter().position(|(i, _)| *i == inst) else {
+            return;
+        };
+        p.waiting.swap_remove(pos);
+        for i in failed {
+            p.failed.entry(*i).or_insert_with(|| reason.to_owned());
+        }
+        if p.waiting.is_empty()
+            && let Some(p) = st.pending.remove(&batch_id)
+        {
+            self.complete(p);
+        }
+        if st.pending.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Fails every batch still waiting on `inst`, and every later one routed to it.
+    fn instance_disabled(&self, inst: usize, reason: &str) {
+        let mut st = self.lock();
+        st.disabled.insert(inst, reason.to_owned());
+        let ids: Vec<u64> = st
+            .pending
+            .iter()
+            .filter(|(_, p)| p.waiting.iter().any(|(i, _)| *i == inst))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            let Some(mut p) = st.pending.remove(&id) else {
+                continue;
+            };
+            if let Some(pos) = p.waiting.iter().position(|(i, _)| *i == inst) {
+                let (_, idx) = p.waiting.swap_remove(pos);
+                fail_indices(&mut p, &idx, reason);
+            }
+            if p.waiting.is_empty() {
+                self.complete(p);
+            } else {
+                st.pending.insert(id, p);
+            }
+        }
+        if st.pending.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
+    fn complete(&self, p: PendingBatch) {
+        let _ = self.done.send(Completed {
+            batch: p.batch,
+            failed: p.failed.into_iter().collect(),
+        });
+    }
+
+    fn pending_batches(&self) -> usize {
+        self.lock().pending.len()
+    }
+}
+
+fn fail_indices(p: &mut PendingBatch, idx: &Option<Arc<[u32]>>, reason: &str) {
+    let all: Vec<u32>;
+    let list: &[u32] = match idx {
+        Some(list) => list,
+        None => {
+            all = (0..p.batch.records.len() as u32).collect();
+            &all
+        }
+    };
+    for i in list {
+        p.failed.entry(*i).or_insert_with(|| reason.to_owned());
+    }
+}
+
+/// Interruptible sleeps for retrying workers, and the flag that tells them to give up.
+#[derive(Default)]
+struct Stop {
+    stopped: Mutex<bool>,
+    cv: Condvar,
+}
+
+impl Stop {
+    fn is_set(&self) -> bool {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set(&self) {
+        *self.stopped.lock().unwrap_or_else(PoisonError::into_inner) = true;
+        self.cv.notify_all();
+    }
+
+    /// Sleeps up to `d`; returns true when stopped meanwhile.
+    fn sleep(&self, d: Duration) -> bool {
+        let guard = self.stopped.lock().unwrap_or_else(PoisonError::into_inner);
+        let (guard, _) = self
+            .cv
+            .wait_timeout_while(guard, d, |stopped| !*stopped)
+            .unwrap_or_else(PoisonError::into_inner);
+        *guard
+    }
+}
+
+/// Engine tunables, taken from [`Settings`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Batches queued per instance.
+    pub channel_capacity: usize,
+    /// A call running longer disables the instance.
+    pub call_timeout: Duration,
+    /// The longest wait between retries.
+    pub retry_max: Duration,
+}
+
+impl From<&Settings> for EngineOptions {
+    fn from(s: &Settings) -> Self {
+        EngineOptions {
+            channel_capacity: s.channel_capacity.get(),
+            call_timeout: s.call_timeout,
+            retry_max: s.retry_max,
+        }
+    }
+}
+
+/// The running instances and the machinery around them.
+pub struct Engine {
+    instances: Vec<Arc<Instance>>,
+    tracker: Arc<Tracker>,
+    registry: Arc<Registry>,
+    stop: Arc<Stop>,
+    epoch: Instant,
+    options: EngineOptions,
+    workers: Mutex<Vec<std::sync::mpsc::Receiver<()>>>,
+    next_batch: AtomicU64,
+}
+
+/// An instance built and health-checked, not yet running.
+struct Built {
+    spec: InstanceSpec,
+    manifest: ManifestInfo,
+    plugin: Arc<PluginBox>,
+}
+
+/// Loads every enabled instance, builds it and runs its health check, collecting every error.
+/// Blocking: call it from a blocking thread.
+fn build_all(
+    config: &PluginsConfig,
+    registry: &Arc<Registry>,
+) -> Result<Vec<Built>, StartupErrors> {
+    let mut loader = Loader::default();
+    let mut errors = Vec::new();
+    let mut built = Vec::new();
+    for spec in config.enabled() {
+        let at = format!("[plugins.{}]", spec.name);
+        let lib = match loader.load(&spec.library, &spec.type_name) {
+            Ok(lib) => lib,
+            Err(e) => {
+                errors.push(format!("{at}: {e}"));
+                continue;
+            }
+        };
+        let manifest = lib.manifest();
+        if manifest.type_name != spec.type_name {
+            errors.push(format!(
+                "{at}: {} is a `{}` connector, not `{}`",
+                spec.library.display(),
+                manifest.type_name,
+                spec.type_name
+            ));
+            continue;
+        }
+        let host = host_for(&spec.name, registry.clone());
+        let plugin = match (lib.module.new())(
+            spec.name.as_str().into(),
+            spec.config_json.as_str().into(),
+            host,
+        )
+        .into_result()
+        {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                errors.push(format!("{at}: {}: {}", e.kind, e.message));
+                continue;
+            }
+        };
+        registry.insert(&spec.name, plugin.clone());
+        built.push(Built {
+            spec: spec.clone(),
+            manifest,
+            plugin,
+        });
+    }
+    for b in &built {
+        if let Err(e) = b.plugin.healthcheck().into_result() {
+            errors.push(format!(
+                "[plugins.{}]: health check failed: {}",
+                b.spec.name, e.message
+            ));
+        }
+    }
+    if errors.is_empty() {
+        Ok(built)
+    } else {
+        for b in &built {
+            let _ = b.plugin.shutdown();
+            registry.remove(&b.spec.name);
+        }
+        Err(StartupErrors(errors))
+    }
+}
+
+impl Engine {
+    /// Loads, builds and health-checks every enabled instance, then starts their workers.
+    /// Completed batches are sent to the returned receiver. Blocking.
+    pub fn start(
+        config: &PluginsConfig,
+        options: EngineOptions,
+    ) -> Result<(Arc<Engine>, mpsc::UnboundedReceiver<Completed>), StartupErrors> {
+        let registry = Arc::new(Registry::default());
+        let built = build_all(config, &registry)?;
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let tracker = Arc::new(Tracker {
+            state: Mutex::new(TrackerState::default()),
+            done: done_tx,
+            idle: tokio::sync::Notify::new(),
+        });
+        let stop = Arc::new(Stop::default());
+        let epoch = Instant::now();
+        let mut instances = Vec::new();
+        let mut workers = Vec::new();
+        for (index, b) in built.into_iter().enumerate() {
+            let (tx, rx) = mpsc::channel(options.channel_capacity);
+            let inst = Arc::new(Instance {
+                spec: b.spec,
+                manifest: b.manifest,
+                stats: InstanceStats::default(),
+                plugin: b.plugin,
+                index,
+                disabled: AtomicBool::new(false),
+                disabled_reason: Mutex::new(None),
+                busy_since_ms: AtomicU64::new(0),
+                tx: Mutex::new(Some(tx)),
+                last_drop_warning: Mutex::new(None),
+            });
+            let (done_tx, done_rx) = std::sync::mpsc::channel();
+            let worker = Worker {
+                inst: inst.clone(),
+                tracker: tracker.clone(),
+                stop: stop.clone(),
+                epoch,
+                retry_max: options.retry_max,
+            };
+            std::thread::Builder::new()
+                .name(format!("inst-{}", inst.spec.name))
+                .spawn(move || {
+                    worker.run(rx);
+                    let _ = done_tx.send(());
+                })
+                .map_err(|e| StartupErrors(vec![format!("cannot start a worker thread: {e}")]))?;
+            workers.push(done_rx);
+            instances.push(inst);
+        }
+        Ok((
+            Arc::new(Engine {
+                instances,
+                tracker,
+                registry,
+                stop,
+                epoch,
+                options,
+                workers: Mutex::new(workers),
+                next_batch: AtomicU64::new(1),
+            }),
+            done_rx,
+        ))
+    }
+
+    /// Loads, builds and health-checks every enabled instance, then shuts them down: `logrelay check`.
+    pub fn check(
+        config: &PluginsConfig,
+    ) -> Result<Vec<(InstanceSpec, ManifestInfo)>, StartupErrors> {
+        let registry = Arc::new(Registry::default());
+        let built = build_all(config, &registry)?;
+        let mut out = Vec::new();
+        for b in built {
+            if let Err(e) = b.plugin.shutdown().into_result() {
+                tracing::warn!(plugin = %b.spec.name, error = %e, "Shutdown after the check failed.");
+            }
+            out.push((b.spec, b.manifest));
+        }
+        Ok(out)
+    }
+
+    /// The running instances.
+    pub fn instances(&self) -> &[Arc<Instance>] {
+        &self.instances
+    }
+
+    /// Calls `request` on a named instance (blocking).
+    pub fn request(&self, instance: &str, method: &str, body: &str) -> Result<String, PluginError> {
+        self.registry.request(instance, method, body)
+    }
+
+    /// A new batch id.
+    pub fn next_batch_id(&self) -> u64 {
+        self.next_batch.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Batches not yet complete.
+    pub fn pending_batches(&self) -> usize {
+        self.tracker.pending_batches()
+    }
+
+    /// Routes a batch to the instances. Waits while a required instance's channel is full: that
+    /// wait is the back-pressure that stops intake.
+    pub async fn dispatch(&self, batch: Batch) {
+        let batch = Arc::new(batch);
+        let mut jobs: Vec<(&Arc<Instance>, Job)> = Vec::with_capacity(self.instances.len());
+        let mut waiting = Vec::new();
+        for inst in &self.instances {
+            let subset = if inst.spec.route.is_all() {
+                None
+            } else {
+                let idx: Vec<u32> = batch
+                    .records
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| inst.spec.route.matches(r))
+                    .map(|(i, _)| i as u32)
+                    .collect();
+                if idx.is_empty() {
+                    continue;
+                }
+                if idx.len() == batch.records.len() {
+                    None
+                } else {
+                    let records = idx
+                        .iter()
+                        .filter_map(|i| batch.records.get(*i as usize).cloned())
+                        .collect();
+                    Some((records, Arc::<[u32]>::from(idx)))
+                }
+            };
+            if batch.records.is_empty() {
+                continue;
+            }
+            if inst.spec.delivery == Delivery::Required {
+                waiting.push((inst.index, subset.as_ref().map(|(_, i)| i.clone())));
+            } else if inst.is_disabled() {
+                continue;
+            }
+            jobs.push((
+                inst,
+                Job {
+                    batch: batch.clone(),
+                    subset,
+                },
+            ));
+        }
+        self.tracker.register(&batch, waiting);
+        for (inst, job) in jobs {
+            if inst.is_disabled() {
+                // The tracker already failed (or will fail) what was routed to it.
+                continue;
+            }
+            let Some(tx) = inst.sender() else {
+                continue;
+            };
+            match inst.spec.delivery {
+                Delivery::Required => {
+                    if tx.send(job).await.is_err() {
+                        self.tracker
+                            .instance_disabled(inst.index, "the instance's worker stopped");
+                    }
+                }
+                Delivery::BestEffort => {
+                    if let Err(mpsc::error::TrySendError::Full(job)) = tx.try_send(job) {
+                        let n = job.records().len() as u64;
+                        inst.stats.records_dropped.fetch_add(n, Ordering::Relaxed);
+                        warn_dropped(inst, n);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits until no batch is pending, or `deadline`. Returns true when idle.
+    pub async fn wait_idle(&self, deadline: Instant) -> bool {
+        loop {
+            let notified = self.tracker.idle.notified();
+            if self.tracker.pending_batches() == 0 {
+                return true;
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            let _ =
+                tokio::time::timeout((deadline - now).min(Duration::from_millis(100)), notified)
+                    .await;
+        }
+    }
+
+    /// Disables instances whose current call has run longer than the call timeout. Run it
+    /// periodically (see [`Engine::watchdog`]).
+    pub fn check_hung(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let limit = self.options.call_timeout.as_millis() as u64;
+        for inst in &self.instances {
+            let since = inst.busy_since_ms.load(Ordering::Acquire);
+            if since != 0 && now.saturating_sub(since) > limit && !inst.is_disabled() {
+                let reason = format!(
+                    "a call did not return within {} ms (LOGRELAY_CALL_TIMEOUT_MS)",
+                    limit
+                );
+                if inst.disable(&reason) {
+                    self.tracker.instance_disabled(inst.index, &reason);
+                }
+            }
+        }
+    }
+
+    /// Runs [`Engine::check_hung`] until the engine stops.
+    pub async fn watchdog(self: Arc<Self>) {
+        let period =
+            (self.options.call_timeout / 4).clamp(Duration::from_millis(5), Duration::from_secs(1));
+        while !self.stop.is_set() {
+            tokio::time::sleep(period).await;
+            self.check_hung();
+        }
+    }
+
+    /// Stops the engine: retries give up, every worker finishes its queue, calls its instance's
+    /// `shutdown`, and exits. Waits for the workers until `deadline`. Blocking.
+    pub fn shutdown(&self, deadline: Instant) {
+        self.stop.set();
+        for inst in &self.instances {
+            inst.tx
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take();
+        }
+        let workers =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
+        for (inst, done) in self.instances.iter().zip(workers) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done.recv_timeout(left).is_err() {
+                tracing::warn!(plugin = %inst.spec.name, "Instance did not finish before the shutdown deadline.");
+            }
+            self.registry.remove(&inst.spec.name);
+        }
+    }
+}
+
+fn warn_dropped(inst: &Instance, n: u64) {
+    let mut last = inst
+        .last_drop_warning
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    if last.is_none_or(|t| t.elapsed() > Duration::from_secs(10)) {
+        *last = Some(Instant::now());
+        tracing::warn!(
+            plugin = %inst.spec.name,
+            records = n,
+            total_dropped = inst.stats.records_dropped.load(Ordering::Relaxed),
+            "Best-effort instance is behind; records skipped for it."
+        );
+    }
+}
+
+struct Worker {
+    inst: Arc<Instance>,
+    tracker: Arc<Tracker>,
+    stop: Arc<Stop>,
+    epoch: Instant,
+    retry_max: Duration,
+}
+
+enum Outcome {
+    Accepted,
+    Rejected(Vec<u32>, String),
+    Failed(String),
+    Abandoned,
+}
+
+impl Worker {
+    fn run(&self, mut rx: mpsc::Receiver<Job>) {
+        while let Some(job) = rx.blocking_recv() {
+            if self.stop.is_set() {
+                // Left unacknowledged: RabbitMQ redelivers it after the restart.
+                continue;
+            }
+            let outcome = if self.inst.is_disabled() {
+                Outcome::Failed(self.disabled_message())
+            } else {
+                self.deliver(&job)
+            };
+            self.report(&job, outcome);
+        }
+        if !self.inst.is_disabled()
+            && let Err(e) = self.inst.plugin.shutdown().into_result()
+        {
+            tracing::warn!(plugin = %self.inst.spec.name, error = %e, "Instance shutdown failed.");
+        }
+    }
+
+    fn disabled_message(&self) -> String {
+        format!(
+            "instance `{}` is disabled: {}",
+            self.inst.spec.name,
+            self.inst.disabled_reason().unwrap_or_default()
+        )
+    }
+
+    fn deliver(&self, job: &Job) -> Outcome {
+        let records = job.records();
+        let mut attempt: u32 = 0;
+        loop {
+            let started = (self.epoch.elapsed().as_millis() as u64).max(1);
+            self.inst.busy_since_ms.store(started, Ordering::Release);
+            let result = self
+                .inst
+                .plugin
+                .handle_batch(RSlice::from_slice(records))
+                .into_result();
+            self.inst.busy_since_ms.store(0, Ordering::Release);
+            if self.inst.is_disabled() {
+                // The watchdog gave up on this call while it ran; it has been accounted for.
+                return Outcome::Failed(self.disabled_message());
+            }
+            let e = match result {
+                Ok(()) => return Outcome::Accepted,
+                Err(e) => e,
+            };
+            match e.kind {
+                ErrorKind::TRANSIENT => {
+                    attempt = attempt.saturating_add(1);
+                    self.inst.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    let wait = backoff(attempt, self.retry_max, e.retry_after());
+                    if attempt <= 3 || attempt.is_power_of_two() {
+                        tracing::warn!(
+                            plugin = %self.inst.spec.name,
+                            error = %e.message,
+                            attempt,
+                            retry_in_ms = wait.as_millis() as u64,
+                            "Batch delivery failed; will retry."
+                        );
+                    }
+                    if self.stop.sleep(wait) {
+                        return Outcome::Abandoned;
+                    }
+                }
+                ErrorKind::PERMANENT => {
+                    let bad: Vec<u32> = if e.bad_records.is_empty() {
+                        job.all_origins()
+                    } else {
+                        e.bad_records
+                            .iter()
+                            .filter(|i| (**i as usize) < records.len())
+                            .map(|i| job.origin(*i))
+                            .collect()
+                    };
+                    return Outcome::Rejected(
+                        bad,
+                        format!("refused by `{}`: {}", self.inst.spec.name, e.message),
+                    );
+                }
+                _ => {
+                    let reason = format!("{} error: {}", e.kind, e.message);
+                    self.inst.disable(&reason);
+                    return Outcome::Failed(self.disabled_message());
+                }
+            }
+        }
+    }
+
+    fn report(&self, job: &Job, outcome: Outcome) {
+        let stats = &self.inst.stats;
+        let required = self.inst.spec.delivery == Delivery::Required;
+        let n = job.records().len() as u64;
+        match outcome {
+            Outcome::Accepted => {
+                stats.batches_ok.fetch_add(1, Ordering::Relaxed);
+                stats.records_ok.fetch_add(n, Ordering::Relaxed);
+                if required {
+                    self.tracker.settle(job.batch.id, self.inst.index, &[], "");
+                }
+            }
+            Outcome::Rejected(bad, reason) => {
+                stats.batches_failed.fetch_add(1, Ordering::Relaxed);
+                stats
+                    .records_rejected
+                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
+                stats
+                    .records_ok
+                    .fetch_add(n.saturating_sub(bad.len() as u64), Ordering::Relaxed);
+                tracing::warn!(plugin = %self.inst.spec.name, records = bad.len(), reason = %reason, "Records refused.");
+                if required {
+                    self.tracker
+                        .settle(job.batch.id, self.inst.index, &bad, &reason);
+                }
+            }
+            Outcome::Failed(reason) => {
+                stats.batches_failed.fetch_add(1, Ordering::Relaxed);
+                if required {
+                    self.tracker.instance_disabled(self.inst.index, &reason);
+                }
+            }
+            Outcome::Abandoned => {}
+        }
+    }
+}
+
+/// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms ... up to about `max` (each
+/// wait is spread over 7/8 to 9/8 of its step), never less than the plugin's `retry_after`.
+pub fn backoff(attempt: u32, max: Duration, retry_after: Option<Duration>) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let step = Duration::from_millis(100)
+        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
+        .min(max);
+    let spread = step.as_millis() as u64 / 4 + 1;
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let wait = step - step / 8 + Duration::from_millis(random % spread);
+    wait.max(retry_after.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_respects_bounds() {
+        let max = Duration::from_secs(5);
+        for _ in 0..50 {
+            let first = backoff(1, max, None);
+            assert!(
+                first >= Duration::from_millis(87) && first <= Duration::from_millis(113),
+                "{first:?}"
+            );
+            let tenth = backoff(10, max, None);
+            assert!(
+                tenth >= max - max / 8 && tenth <= max + max / 8,
+                "{tenth:?}"
+            );
+        }
+        assert_eq!(
+            backoff(1, max, Some(Duration::from_secs(2))),
+            Duration::from_secs(2)
+        );
+    }
+}

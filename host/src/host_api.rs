@@ -1,0 +1,113 @@
+//! What the host offers every instance: log forwarding and requests to other instances.
+
+use std::collections::HashMap;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::std_types::{RArc, RResult, RStr, RString};
+use logrelay_plugin_api::abi::{HostBox, HostObj, HostObj_TO, PluginBox};
+use logrelay_plugin_api::{Level, PluginError};
+
+/// The live instances by name, for `request` between instances.
+#[derive(Default)]
+pub struct Registry {
+    instances: RwLock<HashMap<String, Arc<PluginBox>>>,
+}
+
+impl Registry {
+    /// Adds (or replaces) an instance.
+    pub fn insert(&self, name: &str, instance: Arc<PluginBox>) {
+        self.instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), instance);
+    }
+
+    /// Removes an instance.
+    pub fn remove(&self, name: &str) {
+        self.instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+    }
+
+    /// Looks an instance up.
+    pub fn get(&self, name: &str) -> Option<Arc<PluginBox>> {
+        self.instances
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// Calls `request` on the named instance.
+    pub fn request(&self, instance: &str, method: &str, body: &str) -> Result<String, PluginError> {
+        let target = self.get(instance).ok_or_else(|| {
+            PluginError::permanent(format!(
+                "no running instance named `{instance}`; check [plugins.{instance}] in plugins.toml"
+            ))
+        })?;
+        target
+            .request(RStr::from(method), RStr::from(body))
+            .into_result()
+            .map(RString::into_string)
+    }
+}
+
+/// The host handle of one instance.
+#[derive(Clone)]
+struct InstanceHost {
+    instance: Arc<str>,
+    registry: Arc<Registry>,
+    max_level: Level,
+}
+
+/// The most verbose level the host's log filter lets through.
+pub fn current_max_level() -> Level {
+    match tracing::level_filters::LevelFilter::current() {
+        f if f >= tracing::level_filters::LevelFilter::TRACE => Level::TRACE,
+        f if f >= tracing::level_filters::LevelFilter::DEBUG => Level::DEBUG,
+        f if f >= tracing::level_filters::LevelFilter::INFO => Level::INFO,
+        f if f >= tracing::level_filters::LevelFilter::WARN => Level::WARNING,
+        _ => Level::ERROR,
+    }
+}
+
+/// Builds the host handle given to the instance `instance`.
+pub fn host_for(instance: &str, registry: Arc<Registry>) -> HostBox {
+    let host = InstanceHost {
+        instance: Arc::from(instance),
+        registry,
+        max_level: current_max_level(),
+    };
+    HostObj_TO::from_ptr(RArc::new(host), TD_Opaque)
+}
+
+impl HostObj for InstanceHost {
+    fn max_log_level(&self) -> Level {
+        self.max_level
+    }
+
+    fn log(&self, level: Level, target: RStr<'_>, message: RStr<'_>) {
+        let (plugin, target, message) = (&*self.instance, target.as_str(), message.as_str());
+        match level {
+            Level::TRACE => tracing::trace!(plugin, target, "{message}"),
+            Level::DEBUG => tracing::debug!(plugin, target, "{message}"),
+            Level::INFO => tracing::info!(plugin, target, "{message}"),
+            Level::WARNING => tracing::warn!(plugin, target, "{message}"),
+            _ => tracing::error!(plugin, target, "{message}"),
+        }
+    }
+
+    fn request(
+        &self,
+        instance: RStr<'_>,
+        method: RStr<'_>,
+        body: RStr<'_>,
+    ) -> RResult<RString, PluginError> {
+        self.registry
+            .request(instance.as_str(), method.as_str(), body.as_str())
+            .map(RString::from)
+            .into()
+    }
+}
