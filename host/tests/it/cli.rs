@@ -1,0 +1,229 @@
+//! The real `logrelay` binary: check, plugins, replay, send, run with kill -9 and SIGTERM.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{
+    AMQP_URL, declare, delete, logs, plugin_dir, rabbit, read_ids, ready, unique, wait_until,
+};
+
+/// The binary, run in `dir` with an empty .env and the given environment.
+fn logrelay(dir: &Path, env: &[(&str, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_logrelay"));
+    cmd.current_dir(dir)
+        .arg("--env-file")
+        .arg(dir.join("no.env"))
+        .env("LOGRELAY_PLUGIN_DIR", plugin_dir())
+        .env("LOGRELAY_PLUGINS", dir.join("plugins.toml"))
+        .env("LOGRELAY_AMQP_URL", AMQP_URL)
+        .env("LOGRELAY_LOG", "warn");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd
+}
+
+#[test]
+fn check_reports_success_and_failure_with_exit_codes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[plugins.out]\ntype = \"console\"\n[plugins.sink]\ntype = \"fixture\"\n[plugins.off]\ntype = \"telegram\"\nenabled = false\n",
+    )
+    .expect("write");
+    let out = logrelay(dir.path(), &[])
+        .arg("check")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("2 instance(s) ready"), "{stdout}");
+    assert!(
+        stdout.contains("[plugins.off] telegram (disabled)"),
+        "{stdout}"
+    );
+
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[plugins.a]\ntype = \"fixture\"\ncolour = 1\n[plugins.b]\ntype = \"fixture\"\nroute = { min_level = \"loud\" }\n",
+    )
+    .expect("write");
+    let out = logrelay(dir.path(), &[])
+        .arg("check")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("colour") && stderr.contains("\"loud\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn invalid_settings_warn_or_fail_in_strict_mode() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[plugins.sink]\ntype = \"fixture\"\n",
+    )
+    .expect("write");
+    let bad = [("LOGRELAY_PREFETCH", "many".to_owned())];
+    let out = logrelay(dir.path(), &bad)
+        .arg("check")
+        .output()
+        .expect("run");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("LOGRELAY_PREFETCH=\"many\" is invalid"),
+        "{stderr}"
+    );
+    let out = logrelay(dir.path(), &bad)
+        .args(["--strict", "check"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LOGRELAY_PREFETCH"));
+}
+
+#[test]
+fn plugins_lists_the_libraries() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = logrelay(dir.path(), &[])
+        .arg("plugins")
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("fixture") && stdout.contains("console"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn replay_feeds_a_file_through_the_instances() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        format!("[plugins.sink]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?} }}\n"),
+    )
+    .expect("write");
+    let file = dir.path().join("logs.jsonl");
+    std::fs::write(&file, logs("replay", 25).join("\n")).expect("write");
+    let out = logrelay(dir.path(), &[])
+        .arg("replay")
+        .arg(&file)
+        .output()
+        .expect("run");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("replayed 25 record(s)") && stdout.contains("25 delivered"),
+        "{stdout}"
+    );
+    assert_eq!(read_ids(&ids).len(), 25);
+}
+
+fn sigterm(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "the host did not exit within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
+    let queue = unique("kill9");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.txt");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        format!(
+            "[plugins.sink]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?}, sleep_ms = 5 }}\n"
+        ),
+    )
+    .expect("write");
+    let env = [
+        ("LOGRELAY_QUEUE", queue.clone()),
+        ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
+        ("LOGRELAY_BATCH_MAX_RECORDS", "50".to_owned()),
+    ];
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    let file = dir.path().join("logs.jsonl");
+    std::fs::write(&file, logs("k", 3000).join("\n")).expect("write");
+    let out = logrelay(dir.path(), &env)
+        .args(["send", "--routing-key", &queue, "--exchange", ""])
+        .arg("--file")
+        .arg(&file)
+        .output()
+        .expect("send");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("3000 of 3000 message(s) confirmed"),
+        "{stdout}"
+    );
+
+    let mut host = logrelay(dir.path(), &env)
+        .arg("run")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    assert!(
+        wait_until(Duration::from_secs(30), || read_ids(&ids).len() >= 300),
+        "the host consumed nothing"
+    );
+    host.kill().expect("kill -9");
+    let _ = host.wait();
+    let before = read_ids(&ids).len();
+    assert!(before < 3000, "killed too late to mean anything ({before})");
+
+    let mut host = logrelay(dir.path(), &env)
+        .arg("run")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart");
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            let got: std::collections::HashSet<String> = read_ids(&ids).into_iter().collect();
+            got.len() == 3000
+        }),
+        "records lost after kill -9"
+    );
+    sigterm(&host);
+    let status = wait_exit(&mut host, Duration::from_secs(20));
+    assert!(status.success(), "SIGTERM gives exit 0, got {status}");
+    assert_eq!(ready(&ch, &queue).await, 0);
+    delete(&ch, &queue).await;
+}

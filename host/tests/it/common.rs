@@ -1,0 +1,223 @@
+//! Shared helpers: building the plugin libraries, configs, waiting, RabbitMQ access.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use lapin::options::{
+    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use logrelay::config::{Env, PluginsConfig, Settings};
+use logrelay::engine::EngineOptions;
+
+pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+
+/// The target directory and profile directory the test binary was built into.
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>")
+        .to_path_buf()
+}
+
+/// The directory holding freshly built liblogrelay_fixture.so and liblogrelay_console.so.
+pub fn plugin_dir() -> &'static Path {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let target = dir.parent().expect("target dir").to_path_buf();
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "logrelay-fixture", "-p", "logrelay-console"])
+            .arg("--target-dir")
+            .arg(&target);
+        if dir.file_name().is_some_and(|n| n == "release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("run cargo build for the plugin libraries");
+        assert!(status.success(), "building the plugin libraries failed");
+        dir
+    })
+}
+
+/// The fixture built against a changed record layout, in its own target directory.
+pub fn drifted_fixture() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let target = profile_dir()
+                .parent()
+                .expect("target dir")
+                .join("layout-drift");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "-p",
+                    "logrelay-fixture",
+                    "--features",
+                    "logrelay-plugin-api/__layout_drift",
+                ])
+                .arg("--target-dir")
+                .arg(&target)
+                .status()
+                .expect("run cargo build for the drifted fixture");
+            assert!(status.success(), "building the drifted fixture failed");
+            target.join("debug").join("liblogrelay_fixture.so")
+        })
+        .clone()
+}
+
+pub fn parse_config(text: &str) -> PluginsConfig {
+    PluginsConfig::parse(text, &Env::default(), plugin_dir())
+        .unwrap_or_else(|problems| panic!("test config refused: {problems:?}"))
+}
+
+pub fn options() -> EngineOptions {
+    EngineOptions {
+        channel_capacity: 4,
+        call_timeout: Duration::from_secs(30),
+        retry_max: Duration::from_millis(200),
+    }
+}
+
+/// A name no other test (or earlier run) uses.
+pub fn unique(prefix: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("logrelay-test-{prefix}-{}-{nanos}", std::process::id())
+}
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    cond()
+}
+
+pub fn read_ids(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Settings for an in-process intake on its own queue and exchange.
+pub fn settings_for(queue: &str, extra: &[(&str, &str)]) -> Settings {
+    let mut pairs: Vec<(String, String)> = vec![
+        ("LOGRELAY_AMQP_URL".into(), AMQP_URL.into()),
+        ("LOGRELAY_QUEUE".into(), queue.into()),
+        ("LOGRELAY_EXCHANGE".into(), format!("{queue}-ex")),
+        ("LOGRELAY_BATCH_MAX_WAIT_MS".into(), "20".into()),
+        ("LOGRELAY_SHUTDOWN_TIMEOUT_MS".into(), "5000".into()),
+    ];
+    pairs.extend(extra.iter().map(|(k, v)| ((*k).into(), (*v).into())));
+    let (settings, warnings) =
+        Settings::from_env(&Env::from_pairs(pairs), true).expect("valid test settings");
+    assert!(warnings.is_empty());
+    settings
+}
+
+/// Connects to the local RabbitMQ, failing with a clear message when it is not there.
+pub async fn rabbit() -> (Connection, Channel) {
+    let conn = Connection::connect(AMQP_URL, ConnectionProperties::default())
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "RabbitMQ is not reachable at {AMQP_URL}: {e}. Start it with `rabbitmq-server -detached` (scripts/services does this)."
+            )
+        });
+    let channel = conn.create_channel().await.expect("channel");
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .expect("confirm select");
+    (conn, channel)
+}
+
+/// Publishes each body to the default exchange (straight to `queue`), waiting for confirms.
+pub async fn publish(channel: &Channel, queue: &str, bodies: &[String]) {
+    let mut confirms = Vec::new();
+    for body in bodies {
+        confirms.push(
+            channel
+                .basic_publish(
+                    "".into(),
+                    queue.into(),
+                    BasicPublishOptions::default(),
+                    body.as_bytes(),
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await
+                .expect("publish"),
+        );
+    }
+    for c in confirms {
+        assert!(
+            c.await.expect("confirm").is_ack(),
+            "broker refused a test message"
+        );
+    }
+}
+
+/// Declares `queue` durable (as the host does) so tests can publish before the host starts.
+pub async fn declare(channel: &Channel, queue: &str) {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare queue");
+}
+
+/// Messages ready in `queue`.
+pub async fn ready(channel: &Channel, queue: &str) -> u32 {
+    channel
+        .queue_declare(
+            queue.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("passive declare")
+        .message_count()
+}
+
+pub async fn delete(channel: &Channel, queue: &str) {
+    for q in [queue.to_owned(), format!("{queue}.dead")] {
+        let _ = channel
+            .queue_delete(q.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+}
+
+/// `n` logs with ids `<prefix>-<i>`.
+pub fn logs(prefix: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| {
+            format!(
+                r#"{{"id":"{prefix}-{i}","level":"info","project":"shop","module":"cart","message":"log number {i}"}}"#
+            )
+        })
+        .collect()
+}

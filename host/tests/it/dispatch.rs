@@ -1,0 +1,201 @@
+//! Dispatch through the real loaded `.so`: routing, retries, refusals, panics, hangs, back-pressure.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use logrelay::engine::{Batch, Completed, DeliveryRef, Engine};
+use logrelay_plugin_api::testing::sample_records;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::common::{options, parse_config, read_ids, wait_until};
+
+fn batch(engine: &Engine, n: usize) -> Batch {
+    Batch {
+        id: engine.next_batch_id(),
+        records: sample_records(n),
+        deliveries: vec![DeliveryRef {
+            generation: 1,
+            tag: 1,
+        }],
+    }
+}
+
+async fn next(done: &mut UnboundedReceiver<Completed>) -> Completed {
+    tokio::time::timeout(Duration::from_secs(20), done.recv())
+        .await
+        .expect("a batch completes within 20 s")
+        .expect("engine alive")
+}
+
+fn start(config: &str) -> (Arc<Engine>, UnboundedReceiver<Completed>) {
+    Engine::start(&parse_config(config), options()).expect("engine starts")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_instance_gets_its_records_and_routes_filter() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (all, errors) = (dir.path().join("all.txt"), dir.path().join("errors.txt"));
+    let (engine, mut done) = start(&format!(
+        r#"
+[plugins.all]
+type = "fixture"
+config = {{ record_to = {all:?} }}
+[plugins.errors]
+type = "fixture"
+route = {{ min_level = "error", projects = ["p1"] }}
+config = {{ record_to = {errors:?} }}
+"#
+    ));
+    engine.dispatch(batch(&engine, 30)).await;
+    let c = next(&mut done).await;
+    assert!(c.failed.is_empty(), "{:?}", c.failed);
+    assert_eq!(read_ids(&all).len(), 30);
+    let expected: Vec<String> = sample_records(30)
+        .into_iter()
+        .filter(|r| r.level.0 >= 4 && r.project.as_str() == "p1")
+        .map(|r| r.id.to_string())
+        .collect();
+    assert!(!expected.is_empty());
+    assert_eq!(read_ids(&errors), expected);
+    assert_eq!(engine.request("all", "count", "").expect("count"), "30");
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn transient_failures_are_retried_until_accepted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.txt");
+    let (engine, mut done) = start(&format!(
+        "[plugins.flaky]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?}, fail_first_batches = 3 }}\n"
+    ));
+    engine.dispatch(batch(&engine, 5)).await;
+    let c = next(&mut done).await;
+    assert!(c.failed.is_empty());
+    assert_eq!(read_ids(&ids).len(), 5);
+    assert_eq!(
+        engine.instances()[0].stats.retries.load(Ordering::Relaxed),
+        3
+    );
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_refusals_name_exactly_the_bad_records() {
+    let (engine, mut done) =
+        start("[plugins.picky]\ntype = \"fixture\"\nconfig = { reject_on = \"7\" }\n");
+    engine.dispatch(batch(&engine, 30)).await;
+    let c = next(&mut done).await;
+    let idx: Vec<u32> = c.failed.iter().map(|(i, _)| *i).collect();
+    assert_eq!(idx, vec![7, 17, 27]);
+    assert!(
+        c.failed[0].1.contains("refused by `picky`"),
+        "{:?}",
+        c.failed
+    );
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_panicking_instance_is_disabled_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.txt");
+    let (engine, mut done) = start(&format!(
+        r#"
+[plugins.boom]
+type = "fixture"
+config = {{ panic_on = "number 3" }}
+[plugins.steady]
+type = "fixture"
+config = {{ record_to = {ids:?} }}
+"#
+    ));
+    engine.dispatch(batch(&engine, 5)).await;
+    let c = next(&mut done).await;
+    assert_eq!(
+        c.failed.len(),
+        5,
+        "records routed to the panicked instance cannot be accepted"
+    );
+    assert!(c.failed[0].1.contains("panicked"), "{:?}", c.failed[0]);
+    let boom = &engine.instances()[0];
+    assert!(boom.is_disabled());
+    // The other instance keeps working, and later batches complete.
+    engine.dispatch(batch(&engine, 2)).await;
+    let c = next(&mut done).await;
+    assert_eq!(c.failed.len(), 2);
+    assert!(c.failed[0].1.contains("disabled"), "{:?}", c.failed[0]);
+    assert_eq!(read_ids(&ids).len(), 7);
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_call_hits_the_call_timeout() {
+    let config = parse_config(
+        "[plugins.stuck]\ntype = \"fixture\"\nconfig = { hang_on = \"number 1\", hang_ms = 3000 }\n",
+    );
+    let mut opts = options();
+    opts.call_timeout = Duration::from_millis(300);
+    let (engine, mut done) = Engine::start(&config, opts).expect("engine");
+    tokio::spawn(engine.clone().watchdog());
+    let started = Instant::now();
+    engine.dispatch(batch(&engine, 2)).await;
+    let c = next(&mut done).await;
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(c.failed.len(), 2);
+    assert!(
+        c.failed[0].1.contains("LOGRELAY_CALL_TIMEOUT_MS"),
+        "{:?}",
+        c.failed[0]
+    );
+    assert!(engine.instances()[0].is_disabled());
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_required_instance_back_pressures_and_a_best_effort_one_never_does() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.txt");
+    let config = parse_config(&format!(
+        r#"
+[plugins.slow]
+type = "fixture"
+config = {{ sleep_ms = 200, record_to = {ids:?} }}
+[plugins.lazy]
+type = "fixture"
+delivery = "best_effort"
+config = {{ sleep_ms = 2000 }}
+"#
+    ));
+    let mut opts = options();
+    opts.channel_capacity = 1;
+    let (engine, mut done) = Engine::start(&config, opts).expect("engine");
+    let started = Instant::now();
+    for _ in 0..5 {
+        engine.dispatch(batch(&engine, 10)).await;
+    }
+    // 5 batches, 1 in the call + 1 queued: dispatch had to wait for at least 3 calls of 200 ms.
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(550),
+        "no back-pressure: {waited:?}"
+    );
+    for _ in 0..5 {
+        assert!(next(&mut done).await.failed.is_empty());
+    }
+    // The best-effort instance, far slower, neither held the batches nor was waited for.
+    assert!(
+        started.elapsed() < Duration::from_millis(1900),
+        "{:?}",
+        started.elapsed()
+    );
+    let lazy = &engine.instances()[0];
+    assert_eq!(lazy.spec.name, "lazy");
+    assert!(lazy.stats.records_dropped.load(Ordering::Relaxed) > 0);
+    assert!(wait_until(Duration::from_secs(2), || read_ids(&ids).len() == 50));
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}

@@ -1,0 +1,99 @@
+//! Loading the real libraries: manifests, refusals, errors reported together.
+
+use logrelay::engine::Engine;
+use logrelay::loader::{LoadError, Loader, load_library};
+
+use crate::common::{drifted_fixture, parse_config, plugin_dir};
+
+#[test]
+fn loads_fixture_and_console_with_their_manifests() {
+    let dir = plugin_dir();
+    let fixture = load_library(&dir.join("liblogrelay_fixture.so")).expect("fixture loads");
+    let m = fixture.manifest();
+    assert_eq!(m.type_name, "fixture");
+    assert_eq!(m.capabilities, vec!["count".to_owned()]);
+    let console = load_library(&dir.join("liblogrelay_console.so")).expect("console loads");
+    assert_eq!(console.manifest().type_name, "console");
+    assert!(console.example_config().contains('='));
+}
+
+#[test]
+fn two_libraries_are_two_modules_not_one_cached() {
+    let dir = plugin_dir();
+    let mut loader = Loader::default();
+    let a = loader
+        .load(&dir.join("liblogrelay_fixture.so"), "fixture")
+        .expect("fixture");
+    let b = loader
+        .load(&dir.join("liblogrelay_console.so"), "console")
+        .expect("console");
+    assert_ne!(a.manifest().type_name, b.manifest().type_name);
+}
+
+#[test]
+fn a_plugin_built_against_a_changed_record_layout_is_refused_briefly() {
+    let path = drifted_fixture();
+    let err = load_library(&path)
+        .err()
+        .expect("the drifted plugin must be refused");
+    assert!(matches!(err, LoadError::Incompatible { .. }), "{err}");
+    let text = err.to_string();
+    assert!(text.contains("incompatible plugin interface"), "{text}");
+    assert!(text.contains("liblogrelay_fixture.so"), "{text}");
+    assert!(
+        text.lines().count() <= 12,
+        "the message should be short, got {} lines:\n{text}",
+        text.lines().count()
+    );
+}
+
+#[test]
+fn every_startup_error_is_reported_at_once() {
+    let config = parse_config(
+        r#"
+[plugins.missing]
+type = "nosuchconnector"
+[plugins.badconfig]
+type = "fixture"
+config = { sleep_ms = "slow" }
+[plugins.unhealthy]
+type = "fixture"
+config = { unhealthy = true }
+[plugins.refuses]
+type = "fixture"
+config = { refuse_to_start = "the database password is wrong" }
+[plugins.fine]
+type = "fixture"
+"#,
+    );
+    let err = Engine::check(&config).err().expect("start-up must fail");
+    let text = err.to_string();
+    assert_eq!(err.0.len(), 4, "{text}");
+    assert!(
+        text.contains("[plugins.missing]") && text.contains("no such file"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[plugins.badconfig]") && text.contains("sleep_ms"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[plugins.unhealthy]") && text.contains("health check"),
+        "{text}"
+    );
+    assert!(text.contains("the database password is wrong"), "{text}");
+}
+
+#[test]
+fn a_library_of_another_type_is_refused() {
+    let config = parse_config(&format!(
+        "[plugins.x]\ntype = \"console\"\npath = {:?}\n",
+        plugin_dir().join("liblogrelay_fixture.so")
+    ));
+    let err = Engine::check(&config).err().expect("type mismatch");
+    assert!(
+        err.to_string()
+            .contains("is a `fixture` connector, not `console`"),
+        "{err}"
+    );
+}
