@@ -4,6 +4,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::common::broker_shared;
 use crate::common::{
     AMQP_URL, declare, delete, logs, plugin_dir, rabbit, read_ids, ready, unique, wait_until,
 };
@@ -159,6 +160,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
+    let _broker = broker_shared();
     let queue = unique("kill9");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");

@@ -13,6 +13,22 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
 use logrelay::config::{Env, PluginsConfig, Settings};
 use logrelay::engine::EngineOptions;
 
+/// Tests that use the broker share it; a test that disrupts it (closing every connection)
+/// holds it alone.
+static BROKER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+pub fn broker_shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    BROKER
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+pub fn broker_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
+    BROKER
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
 /// The target directory and profile directory the test binary was built into.

@@ -12,6 +12,7 @@ use logrelay::intake::{self, IntakeStats};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::common::{broker_exclusive, broker_shared};
 use crate::common::{
     declare, delete, logs, options, parse_config, publish, rabbit, read_ids, ready, settings_for,
     unique, wait_until,
@@ -61,7 +62,13 @@ fn fixture(ids: &Path, extra: &str) -> String {
 async fn wait_ids(ids: &Path, n: usize, secs: u64) -> Vec<String> {
     let ids = ids.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        wait_until(Duration::from_secs(secs), || read_ids(&ids).len() >= n);
+        wait_until(Duration::from_secs(secs), || {
+            read_ids(&ids)
+                .into_iter()
+                .collect::<std::collections::HashSet<_>>()
+                .len()
+                >= n
+        });
         read_ids(&ids)
     })
     .await
@@ -84,6 +91,7 @@ fn assert_all_present(got: &[String], prefix: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn end_to_end_objects_arrays_and_json_lines_are_delivered_and_acked() {
+    let _broker = broker_shared();
     let queue = unique("e2e");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
@@ -110,6 +118,7 @@ async fn end_to_end_objects_arrays_and_json_lines_are_delivered_and_acked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_goes_to_the_dead_letter_queue_with_its_reason() {
+    let _broker = broker_shared();
     let queue = unique("dlq");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
@@ -188,6 +197,7 @@ async fn bad_input_goes_to_the_dead_letter_queue_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_required_instance_holds_the_ack_and_nothing_is_lost() {
+    let _broker = broker_shared();
     let queue = unique("hold");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
@@ -218,12 +228,20 @@ async fn a_failing_required_instance_holds_the_ack_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_connections_are_reopened_and_nothing_is_lost() {
+    let _broker = broker_exclusive();
     let queue = unique("reconnect");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
     let (conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
-    let host = start_host(settings_for(&queue, &[]), &fixture(&ids, ", sleep_ms = 20"));
+    let small = [
+        ("LOGRELAY_PREFETCH", "50"),
+        ("LOGRELAY_BATCH_MAX_RECORDS", "25"),
+    ];
+    let host = start_host(
+        settings_for(&queue, &small),
+        &fixture(&ids, ", sleep_ms = 100"),
+    );
     publish(&ch, &queue, &logs("rc", 1000)).await;
     drop((ch, conn));
     wait_ids(&ids, 100, 20).await;
