@@ -155,6 +155,13 @@ impl Layout {
             fields.push(field);
         }
         fields.retain(|f| !hidden.contains(f));
+        if fields.is_empty() {
+            return Err(FormatError::new(
+                "fields".to_owned(),
+                format!("{:?}", spec.fields),
+                "no field is left to show once `hidden` is taken out".to_owned(),
+            ));
+        }
 
         let mut field_styles = Vec::with_capacity(fields.len());
         field_styles.resize(fields.len(), Style::new());
@@ -239,6 +246,7 @@ impl Layout {
     ///
     /// `R` decides only whether escape codes are written: [`Plain`](super::Plain) output is the
     /// [`Ansi`](super::Ansi) output with its escape codes taken out.
+    ///
     /// Prefer [`Layout::write_batch`] for many records: it formats the parts of timestamps that
     /// change once a second only once a second.
     pub fn write_record<R: Renderer>(&self, record: &Record, out: &mut String) {
@@ -323,7 +331,7 @@ impl Layout {
         if value.starts_with('"') {
             self.push_text(out, &json::string_text(value));
         } else {
-            self.push_text(out, value);
+            self.push_json(out, value);
         }
     }
 
@@ -354,9 +362,9 @@ impl Layout {
                 }
                 AttributesFormat::Json => {
                     out.push(if first { '{' } else { ',' });
-                    self.push_text(out, entry.key);
+                    self.push_json(out, entry.key);
                     out.push(':');
-                    self.push_text(out, entry.value);
+                    self.push_json(out, entry.value);
                 }
             }
             first = false;
@@ -382,7 +390,17 @@ impl Layout {
         {
             self.push_text(out, inner);
         } else {
-            self.push_text(out, raw);
+            self.push_json(out, raw);
+        }
+    }
+
+    /// Appends JSON text, keeping it valid JSON while escaping control characters if the layout
+    /// says so.
+    fn push_json(&self, out: &mut String, json: &str) {
+        if self.escape_control {
+            push_json_escaped(out, json);
+        } else {
+            out.push_str(json);
         }
     }
 
@@ -396,13 +414,37 @@ impl Layout {
     }
 }
 
+/// Whether `text` may hold a character that [`push_escaped`] escapes.
+fn may_need_escape(text: &str) -> bool {
+    // No early exit: this form compiles to a vector loop, faster on short texts too.
+    text.bytes().fold(false, |found, b| {
+        found | ((b < 0x20) & (b != b'\t')) | (b == 0x7f) | (b == 0xc2)
+    })
+}
+
+/// Appends JSON text with its control characters made harmless and the JSON kept valid: C0
+/// controls can only be whitespace between tokens there and become spaces (tabs are kept);
+/// DEL and C1 controls, which JSON strings may hold raw, become `\u` escapes.
+fn push_json_escaped(out: &mut String, json: &str) {
+    if !may_need_escape(json) {
+        out.push_str(json);
+        return;
+    }
+    for c in json.chars() {
+        match c {
+            '\t' => out.push('\t'),
+            '\0'..='\x1f' => out.push(' '),
+            '\x7f' | '\u{80}'..='\u{9f}' => {
+                let _ = write!(out, "\\u{:04x}", u32::from(c));
+            }
+            _ => out.push(c),
+        }
+    }
+}
+
 /// Appends `text` with C0 controls (but tab), DEL and C1 controls written as escapes.
 fn push_escaped(out: &mut String, text: &str) {
-    // No early exit: this form compiles to a vector loop, faster on short texts too.
-    let needs_escape = text.bytes().fold(false, |found, b| {
-        found | ((b < 0x20) & (b != b'\t')) | (b == 0x7f) | (b == 0xc2)
-    });
-    if !needs_escape {
+    if !may_need_escape(text) {
         out.push_str(text);
         return;
     }
@@ -591,6 +633,21 @@ mod tests {
     }
 
     #[test]
+    fn json_stays_valid_when_control_characters_are_escaped() {
+        let attributes = "{\"a\":\n{\"b\":\t\"x\u{7f}y\u{85}\"},\"c\":[1,\r2]}";
+        let r = record(Level::INFO).with_attributes(attributes);
+        let json = layout(r#"{"fields": ["attributes"], "attributes_format": "json"}"#);
+        let out = plain(&json, &r);
+        assert_eq!(out, "{\"a\":{\"b\":\t\"x\\u007fy\\u0085\"},\"c\":[1, 2]}\n");
+        let reparsed: serde_json::Value = serde_json::from_str(out.trim_end()).expect("valid");
+        let original: serde_json::Value = serde_json::from_str(attributes).expect("valid");
+        assert_eq!(reparsed, original);
+
+        let kv = layout(r#"{"fields": ["attributes", "attr.c"], "hidden": ["attr.b"]}"#);
+        assert_eq!(plain(&kv, &r), "a={\"b\":\t\"x\\u007fy\\u0085\"} [1, 2]\n");
+    }
+
+    #[test]
     fn level_case_padding_and_unknown_levels() {
         let l = layout(
             r#"{"fields": ["level", "message"], "level_case": "lower", "pad_level": true,
@@ -680,6 +737,10 @@ mod tests {
         assert!(e.to_string().contains("twice"), "{e}");
         let e = err(r#"{"fields": ["attr."]}"#);
         assert_eq!(e.value(), "attr.");
+        let e = err(r#"{"fields": ["message"], "hidden": ["message"]}"#);
+        assert_eq!((e.option(), e.value()), ("fields", r#"["message"]"#));
+        let e = err(r#"{"fields": []}"#);
+        assert!(e.to_string().contains("no field"), "{e}");
         let e = err(r#"{"hidden": ["ts"]}"#);
         assert_eq!((e.option(), e.value()), ("hidden", "ts"));
         let e = err(r#"{"styles": {"msg": "bold"}}"#);

@@ -31,7 +31,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LayoutSpec {
-    /// The fields shown, in this order. Default:
+    /// The fields shown, in this order; at least one must be left once `hidden` is taken out.
+    /// Default:
     /// `["timestamp", "level", "project", "module", "message", "attributes"]`.
     #[serde(default = "default_fields")]
     pub fields: Vec<String>,

@@ -126,7 +126,7 @@ fn parse_words(words: &str, option: &str) -> Result<Style, FormatError> {
     let mut tokens = words.split_whitespace();
     while let Some(token) = tokens.next() {
         if let Some((_, effect)) = EFFECT_NAMES.iter().find(|(name, _)| *name == token) {
-            style = style | *effect;
+            style |= *effect;
         } else if token == "on" {
             let Some(bg) = tokens.next() else {
                 return Err(error(

@@ -8,7 +8,7 @@
 
 use std::ops::Range;
 
-use chrono::format::{DelayedFormat, Fixed, Item, Numeric, StrftimeItems};
+use chrono::format::{DelayedFormat, Fixed, Item, Numeric, Pad, StrftimeItems};
 use chrono::{DateTime, Local, Utc};
 
 use super::FormatError;
@@ -19,32 +19,46 @@ use super::spec::Timezone;
 enum Segment {
     /// Items that depend on nothing finer than the second: cached per second.
     Stable(Range<usize>),
-    /// A fraction of a second: the same in every zone, formatted per record without the zone.
-    Fraction(usize),
+    /// A fraction of a second: the same in every zone, written per record without the zone.
+    Fraction(Fraction),
     /// Anything else (`%+`): formatted per record, zoned.
     Zoned(usize),
 }
 
+/// How a fraction of a second is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fraction {
+    /// `%.3f`, `%.6f`, `%.9f`: a dot and this many digits.
+    Dot(u32),
+    /// `%.f`: nothing for a whole second, else a dot and 3, 6 or 9 digits, as few as exact.
+    DotAuto,
+    /// `%f`: nine digits.
+    Nanos,
+    /// Another fraction item (`%3f`): formatted by chrono, from the item at this index.
+    Chrono(usize),
+}
+
 enum Kind {
     Stable,
-    Fraction,
+    Fraction(Fraction),
     Zoned,
 }
 
-fn kind(item: &Item<'_>) -> Kind {
+fn kind(index: usize, item: &Item<'_>) -> Kind {
     match item {
         Item::Literal(_) | Item::Space(_) | Item::OwnedLiteral(_) | Item::OwnedSpace(_) => {
             Kind::Stable
         }
-        Item::Numeric(Numeric::Nanosecond | Numeric::Internal(_), _) => Kind::Fraction,
+        Item::Numeric(Numeric::Nanosecond, Pad::Zero) => Kind::Fraction(Fraction::Nanos),
+        Item::Numeric(Numeric::Nanosecond | Numeric::Internal(_), _) => {
+            Kind::Fraction(Fraction::Chrono(index))
+        }
         Item::Numeric(..) => Kind::Stable,
-        Item::Fixed(
-            Fixed::Nanosecond
-            | Fixed::Nanosecond3
-            | Fixed::Nanosecond6
-            | Fixed::Nanosecond9
-            | Fixed::Internal(_),
-        ) => Kind::Fraction,
+        Item::Fixed(Fixed::Nanosecond) => Kind::Fraction(Fraction::DotAuto),
+        Item::Fixed(Fixed::Nanosecond3) => Kind::Fraction(Fraction::Dot(3)),
+        Item::Fixed(Fixed::Nanosecond6) => Kind::Fraction(Fraction::Dot(6)),
+        Item::Fixed(Fixed::Nanosecond9) => Kind::Fraction(Fraction::Dot(9)),
+        Item::Fixed(Fixed::Internal(_)) => Kind::Fraction(Fraction::Chrono(index)),
         Item::Fixed(
             Fixed::ShortMonthName
             | Fixed::LongMonthName
@@ -100,12 +114,12 @@ impl TimestampFormat {
         })?;
         let mut segments: Vec<Segment> = Vec::new();
         for (i, item) in items.iter().enumerate() {
-            match kind(item) {
+            match kind(i, item) {
                 Kind::Stable => match segments.last_mut() {
                     Some(Segment::Stable(run)) => run.end = i + 1,
                     _ => segments.push(Segment::Stable(i..i + 1)),
                 },
-                Kind::Fraction => segments.push(Segment::Fraction(i)),
+                Kind::Fraction(fraction) => segments.push(Segment::Fraction(fraction)),
                 Kind::Zoned => segments.push(Segment::Zoned(i)),
             }
         }
@@ -152,6 +166,7 @@ impl TimestampFormat {
             }
             cache.second = Some(second);
         }
+        let nanos = u32::try_from(timestamp_ns.rem_euclid(1_000_000_000)).unwrap_or(0);
         let mut ends = cache.ends.iter();
         let mut start = 0;
         for segment in &self.segments {
@@ -161,7 +176,26 @@ impl TimestampFormat {
                     out.push_str(&cache.text[start..end]);
                     start = end;
                 }
-                Segment::Fraction(i) => {
+                Segment::Fraction(Fraction::Dot(digits)) => {
+                    out.push('.');
+                    push_digits(out, nanos / 10u32.pow(9 - digits), *digits);
+                }
+                Segment::Fraction(Fraction::DotAuto) => {
+                    if nanos % 1_000_000 == 0 {
+                        if nanos != 0 {
+                            out.push('.');
+                            push_digits(out, nanos / 1_000_000, 3);
+                        }
+                    } else if nanos % 1_000 == 0 {
+                        out.push('.');
+                        push_digits(out, nanos / 1_000, 6);
+                    } else {
+                        out.push('.');
+                        push_digits(out, nanos, 9);
+                    }
+                }
+                Segment::Fraction(Fraction::Nanos) => push_digits(out, nanos, 9),
+                Segment::Fraction(Fraction::Chrono(i)) => {
                     let naive = utc.naive_utc();
                     DelayedFormat::new(
                         Some(naive.date()),
@@ -192,11 +226,26 @@ impl TimestampFormat {
     }
 }
 
+/// Appends `value` as exactly `width` decimal digits (`width` at most 9, `value` below
+/// `10^width`).
+fn push_digits(out: &mut String, value: u32, width: u32) {
+    let mut digits = [b'0'; 9];
+    let mut value = value;
+    for d in digits[..width as usize].iter_mut().rev() {
+        *d = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    for &d in &digits[..width as usize] {
+        out.push(char::from(d));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const FORMATS: [&str; 8] = [
+    const FORMATS: [&str; 9] = [
+        "%.f|%f|%-f|%_f",
         "%Y-%m-%dT%H:%M:%S%.3f%:z",
         "%H:%M:%S%.f",
         "%s.%9f %Z",
@@ -247,7 +296,7 @@ mod tests {
             f.segments,
             vec![
                 Segment::Stable(0..11),
-                Segment::Fraction(11),
+                Segment::Fraction(Fraction::Dot(3)),
                 Segment::Stable(12..13)
             ]
         );

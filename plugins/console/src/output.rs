@@ -97,3 +97,37 @@ impl Output {
         self.write_all(&[])
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::fd::OwnedFd;
+
+    use super::*;
+
+    #[test]
+    fn a_closed_pipe_is_a_transient_write_error_that_says_so() {
+        let (reader, writer) = std::io::pipe().expect("pipe");
+        drop(reader);
+        let output = Output::File {
+            path: PathBuf::from("a pipe"),
+            file: File::from(OwnedFd::from(writer)),
+        };
+        assert!(!output.is_terminal());
+        let err = output.write_all(b"line\n").expect_err("nobody reads");
+        let err = logrelay_plugin_api::PluginError::from(err);
+        assert_eq!(err.kind, logrelay_plugin_api::ErrorKind::TRANSIENT);
+        assert!(
+            err.message
+                .starts_with("cannot write to a pipe (its reader has gone away): "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn discard_takes_everything() {
+        let output = Output::open(&Target::Discard).expect("opens");
+        output.write_all(b"anything\n").expect("dropped");
+        output.flush().expect("flushed");
+        assert!(!output.is_terminal());
+    }
+}
