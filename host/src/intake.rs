@@ -549,10 +549,12 @@ async fn settle(
     Ok(())
 }
 
-/// The bytes to dead-letter for a bad element: the whole body (the element index header says
-/// which part was bad).
-fn bad_element_body<'a>(body: &'a [u8], _bad: &BadElement) -> &'a [u8] {
-    body
+/// The bytes to dead-letter for a bad element: the element itself when the decoder could cut it
+/// out (an array element, a line), otherwise the whole body.
+fn bad_element_body<'a>(body: &'a [u8], bad: &BadElement) -> &'a [u8] {
+    body.get(bad.span.clone())
+        .filter(|b| !b.is_empty())
+        .unwrap_or(body)
 }
 
 async fn sleep_until(deadline: Option<Instant>) {
