@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let delivery = delivery?;
         start.get_or_insert_with(Instant::now);
         seen += 1;
-        if seen % 500 == 0 || seen == count {
+        if seen.is_multiple_of(500) || seen == count {
             channel
                 .basic_ack(delivery.delivery_tag, BasicAckOptions { multiple: true })
                 .await?;

@@ -160,7 +160,7 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
-    let _broker = broker_shared();
+    let _broker = broker_shared().await;
     let queue = unique("kill9");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");

@@ -15,18 +15,14 @@ use logrelay::engine::EngineOptions;
 
 /// Tests that use the broker share it; a test that disrupts it (closing every connection)
 /// holds it alone.
-static BROKER: std::sync::RwLock<()> = std::sync::RwLock::new(());
+static BROKER: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
 
-pub fn broker_shared() -> std::sync::RwLockReadGuard<'static, ()> {
-    BROKER
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+pub async fn broker_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    BROKER.read().await
 }
 
-pub fn broker_exclusive() -> std::sync::RwLockWriteGuard<'static, ()> {
-    BROKER
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+pub async fn broker_exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    BROKER.write().await
 }
 
 pub const AMQP_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";

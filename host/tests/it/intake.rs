@@ -91,7 +91,7 @@ fn assert_all_present(got: &[String], prefix: &str, n: usize) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn end_to_end_objects_arrays_and_json_lines_are_delivered_and_acked() {
-    let _broker = broker_shared();
+    let _broker = broker_shared().await;
     let queue = unique("e2e");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
@@ -118,7 +118,7 @@ async fn end_to_end_objects_arrays_and_json_lines_are_delivered_and_acked() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_input_goes_to_the_dead_letter_queue_with_its_reason() {
-    let _broker = broker_shared();
+    let _broker = broker_shared().await;
     let queue = unique("dlq");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
@@ -137,9 +137,8 @@ async fn bad_input_goes_to_the_dead_letter_queue_with_its_reason() {
         format!(r#"{{"message":"{}"}}"#, "y".repeat(4000)),
         "{\"message\": \"truncated".into(),
     ];
-    let mixed = format!(
-        r#"[{{"id":"good-0","message":"fine"}}, 7, {{"id":"good-1","message":"also fine"}}]"#
-    );
+    let mixed = r#"[{"id":"good-0","message":"fine"}, 7, {"id":"good-1","message":"also fine"}]"#
+        .to_owned();
     publish(&ch, &queue, &bad).await;
     ch.basic_publish(
         "".into(),
@@ -197,7 +196,7 @@ async fn bad_input_goes_to_the_dead_letter_queue_with_its_reason() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failing_required_instance_holds_the_ack_and_nothing_is_lost() {
-    let _broker = broker_shared();
+    let _broker = broker_shared().await;
     let queue = unique("hold");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
@@ -228,7 +227,7 @@ async fn a_failing_required_instance_holds_the_ack_and_nothing_is_lost() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_connections_are_reopened_and_nothing_is_lost() {
-    let _broker = broker_exclusive();
+    let _broker = broker_exclusive().await;
     let queue = unique("reconnect");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
