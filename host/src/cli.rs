@@ -121,9 +121,15 @@ async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
     }
     tokio::spawn(engine.clone().watchdog());
     let (stop_tx, stop_rx) = watch::channel(false);
+    let signalled = engine.clone();
+    let shutdown_timeout = settings.shutdown_timeout;
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let deadline_set = deadline.clone();
     tokio::spawn(async move {
         wait_for_signal().await;
+        let _ = deadline_set.set(Instant::now() + shutdown_timeout);
         tracing::info!("Shutting down: finishing the batches in flight.");
+        signalled.stop_retrying();
         let _ = stop_tx.send(true);
     });
     let stats = Arc::new(IntakeStats::default());
@@ -134,8 +140,13 @@ async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
         stop_rx,
         stats.clone(),
     )
-    .await?;
-    let deadline = Instant::now() + settings.shutdown_timeout;
+    .await;
+    // One budget for the whole shutdown: what the drain left of it goes to the instances.
+    let deadline = deadline
+        .get()
+        .copied()
+        .unwrap_or_else(|| Instant::now() + settings.shutdown_timeout)
+        .max(Instant::now() + std::time::Duration::from_millis(500));
     let stopping = engine.clone();
     tokio::task::spawn_blocking(move || stopping.shutdown(deadline))
         .await
@@ -209,8 +220,8 @@ fn plugins(settings: &Settings) -> anyhow::Result<ExitCode> {
     let found = loader::discover(dir)
         .with_context(|| format!("cannot list the plugin directory {}", dir.display()))?;
     if found.is_empty() {
-        println!(
-            "no liblogrelay_*.so in {} (set LOGRELAY_PLUGIN_DIR)",
+        eprintln!(
+            "error: no liblogrelay_*.so in {} (set LOGRELAY_PLUGIN_DIR)",
             dir.display()
         );
         return Ok(ExitCode::FAILURE);
@@ -236,7 +247,7 @@ fn plugins(settings: &Settings) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 failed = true;
-                println!("error: {e}");
+                eprintln!("error: {e}");
             }
         }
     }

@@ -526,7 +526,7 @@ impl<'de> Visitor<'de> for ArrayVisitor<'_, '_, '_, 'de> {
     }
 }
 
-/// Decodes the messages of one delivery.
+/// Decodes one message: its context, and what its routing key says.
 struct Decoder<'c, 'a> {
     ctx: &'c DecodeContext<'a>,
     route: Route<'a>,
@@ -559,14 +559,14 @@ fn line_error(e: &serde_json::Error, line_no: usize) -> String {
     }
     let suffix = format!(" at line {} column {}", e.line(), e.column());
     let code = text.strip_suffix(&suffix).unwrap_or(&text);
-    let line = line_no + e.line() - 1;
+    let line = (line_no + e.line()).saturating_sub(1);
     format!(
         "line is not valid JSON: {code} at line {line} column {}",
         e.column()
     )
 }
 
-impl<'a> Decoder<'_, 'a> {
+impl Decoder<'_, '_> {
     fn decode_text<'de>(&self, text: &'de str, scratch: &mut Scratch<'de>, out: &mut Decoded) {
         let Some(first) = text.bytes().find(|b| !is_ws(*b)) else {
             out.bad_whole(text.len(), "empty message".to_owned());

@@ -226,6 +226,16 @@ impl Tracker {
         }
     }
 
+    /// Gives up on a batch without completing it: its deliveries stay unacknowledged and the
+    /// broker redelivers them (shutdown while an instance was still retrying).
+    fn abandon(&self, batch_id: u64) {
+        let mut st = self.lock();
+        st.pending.remove(&batch_id);
+        if st.pending.is_empty() {
+            self.idle.notify_waiters();
+        }
+    }
+
     /// Fails every batch still waiting on `inst`, and every later one routed to it.
     fn instance_disabled(&self, inst: usize, reason: &str) {
         let mut st = self.lock();
@@ -340,6 +350,8 @@ pub struct Engine {
     options: EngineOptions,
     workers: Mutex<Vec<std::sync::mpsc::Receiver<()>>>,
     next_batch: AtomicU64,
+    /// Set by [`Engine::shutdown`]: the channels are closed.
+    closed: AtomicBool,
 }
 
 /// An instance built and health-checked, not yet running.
@@ -478,6 +490,7 @@ impl Engine {
                 options,
                 workers: Mutex::new(workers),
                 next_batch: AtomicU64::new(1),
+                closed: AtomicBool::new(false),
             }),
             done_rx,
         ))
@@ -575,12 +588,7 @@ impl Engine {
                 continue;
             };
             match inst.spec.delivery {
-                Delivery::Required => {
-                    if tx.send(job).await.is_err() {
-                        self.tracker
-                            .instance_disabled(inst.index, "the instance's worker stopped");
-                    }
-                }
+                Delivery::Required => self.send_required(inst, &tx, job).await,
                 Delivery::BestEffort => {
                     if let Err(mpsc::error::TrySendError::Full(job)) = tx.try_send(job) {
                         let n = job.records().len() as u64;
@@ -590,6 +598,42 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Hands a job to a required instance, waiting for room in its channel (back-pressure), but
+    /// not past the instance being disabled (the tracker has failed its records then) or the
+    /// engine stopping (the batch is abandoned and will be redelivered).
+    async fn send_required(&self, inst: &Instance, tx: &mpsc::Sender<Job>, job: Job) {
+        let batch_id = job.batch.id;
+        loop {
+            tokio::select! {
+                permit = tx.reserve() => {
+                    match permit {
+                        Ok(permit) => permit.send(job),
+                        Err(_) => self
+                            .tracker
+                            .instance_disabled(inst.index, "the instance's worker stopped"),
+                    }
+                    return;
+                }
+                _ = tokio::time::sleep(Duration::from_millis(50)) => {
+                    if inst.is_disabled() {
+                        return;
+                    }
+                    if self.stop.is_set() {
+                        self.tracker.abandon(batch_id);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops retrying: instances failing transiently give their batches up (left unacknowledged,
+    /// so RabbitMQ redelivers them) and dispatch no longer waits for them. Healthy instances
+    /// finish what they were given. Call it when shutdown begins.
+    pub fn stop_retrying(&self) {
+        self.stop.set();
     }
 
     /// Waits until no batch is pending, or `deadline`. Returns true when idle.
@@ -642,6 +686,7 @@ impl Engine {
     /// `shutdown`, and exits. Waits for the workers until `deadline`. Blocking.
     pub fn shutdown(&self, deadline: Instant) {
         self.stop.set();
+        self.closed.store(true, Ordering::Release);
         for inst in &self.instances {
             inst.tx
                 .lock()
@@ -694,10 +739,6 @@ enum Outcome {
 impl Worker {
     fn run(&self, mut rx: mpsc::Receiver<Job>) {
         while let Some(job) = rx.blocking_recv() {
-            if self.stop.is_set() {
-                // Left unacknowledged: RabbitMQ redelivers it after the restart.
-                continue;
-            }
             let outcome = if self.inst.is_disabled() {
                 Outcome::Failed(self.disabled_message())
             } else {
@@ -759,14 +800,17 @@ impl Worker {
                     }
                 }
                 ErrorKind::PERMANENT => {
-                    let bad: Vec<u32> = if e.bad_records.is_empty() {
+                    let named: Vec<u32> = e
+                        .bad_records
+                        .iter()
+                        .filter(|i| (**i as usize) < records.len())
+                        .map(|i| job.origin(*i))
+                        .collect();
+                    // None named (or only indices outside the batch): the whole batch is bad.
+                    let bad = if named.is_empty() {
                         job.all_origins()
                     } else {
-                        e.bad_records
-                            .iter()
-                            .filter(|i| (**i as usize) < records.len())
-                            .map(|i| job.origin(*i))
-                            .collect()
+                        named
                     };
                     return Outcome::Rejected(
                         bad,
@@ -814,7 +858,11 @@ impl Worker {
                     self.tracker.instance_disabled(self.inst.index, &reason);
                 }
             }
-            Outcome::Abandoned => {}
+            Outcome::Abandoned => {
+                if required {
+                    self.tracker.abandon(job.batch.id);
+                }
+            }
         }
     }
 }

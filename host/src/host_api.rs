@@ -91,11 +91,17 @@ impl HostObj for InstanceHost {
     fn log(&self, level: Level, target: RStr<'_>, message: RStr<'_>) {
         let (plugin, target, message) = (&*self.instance, target.as_str(), message.as_str());
         match level {
-            Level::TRACE => tracing::trace!(plugin, target, "{message}"),
-            Level::DEBUG => tracing::debug!(plugin, target, "{message}"),
-            Level::INFO => tracing::info!(plugin, target, "{message}"),
-            Level::WARNING => tracing::warn!(plugin, target, "{message}"),
-            _ => tracing::error!(plugin, target, "{message}"),
+            Level::TRACE => {
+                tracing::trace!(target: "logrelay::plugin", plugin, target, "{message}")
+            }
+            Level::DEBUG => {
+                tracing::debug!(target: "logrelay::plugin", plugin, target, "{message}")
+            }
+            Level::INFO => tracing::info!(target: "logrelay::plugin", plugin, target, "{message}"),
+            Level::WARNING => {
+                tracing::warn!(target: "logrelay::plugin", plugin, target, "{message}")
+            }
+            _ => tracing::error!(target: "logrelay::plugin", plugin, target, "{message}"),
         }
     }
 

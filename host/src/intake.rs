@@ -17,7 +17,9 @@ use lapin::options::{
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
 use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{
+    BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
+};
 use logrelay_plugin_api::Record;
 use tokio::sync::{mpsc, watch};
 
@@ -40,14 +42,6 @@ pub struct IntakeStats {
     pub connections: AtomicU64,
     /// True while consuming.
     pub connected: AtomicBool,
-}
-
-/// Why the intake stopped for good.
-#[derive(Debug, thiserror::Error)]
-pub enum IntakeError {
-    /// The settings make consuming impossible.
-    #[error("{0}")]
-    Config(String),
 }
 
 /// Why a session ended.
@@ -238,7 +232,7 @@ async fn connect(settings: &Settings, generation: u64) -> Result<Session, lapin:
     })
 }
 
-/// Publishes one dead letter and waits for the broker's confirm.
+/// Publishes one dead letter; the returned confirm must be awaited before the source is acked.
 async fn dead_letter(
     session: &Session,
     queue: &str,
@@ -246,16 +240,18 @@ async fn dead_letter(
     routing_key: &str,
     reason: &str,
     element: Option<usize>,
-) -> Result<(), SessionError> {
+) -> Result<PublisherConfirm, SessionError> {
     let mut headers = FieldTable::default();
     headers.insert(
         "x-logrelay-reason".into(),
         AMQPValue::LongString(reason.into()),
     );
-    headers.insert(
-        "x-logrelay-source-routing-key".into(),
-        AMQPValue::LongString(routing_key.into()),
-    );
+    if !routing_key.is_empty() {
+        headers.insert(
+            "x-logrelay-source-routing-key".into(),
+            AMQPValue::LongString(routing_key.into()),
+        );
+    }
     if let Some(i) = element {
         headers.insert(
             "x-logrelay-element".into(),
@@ -274,10 +270,16 @@ async fn dead_letter(
                 .with_content_type("application/json".into())
                 .with_headers(headers),
         )
-        .await?
         .await?;
-    if confirm.is_nack() {
-        return Err(SessionError::Nacked);
+    Ok(confirm)
+}
+
+/// Waits for every dead letter's confirm: only then may their sources be acked.
+async fn confirmed(confirms: Vec<PublisherConfirm>) -> Result<(), SessionError> {
+    for confirm in confirms {
+        if confirm.await?.is_nack() {
+            return Err(SessionError::Nacked);
+        }
     }
     Ok(())
 }
@@ -306,7 +308,7 @@ pub async fn run(
     mut completions: mpsc::UnboundedReceiver<Completed>,
     mut shutdown: watch::Receiver<bool>,
     stats: Arc<IntakeStats>,
-) -> Result<(), IntakeError> {
+) {
     let mut generation = 0u64;
     let mut attempt = 0u32;
     let mut log = RateLimitedLog {
@@ -322,7 +324,7 @@ pub async fn run(
     };
     loop {
         if *shutdown.borrow() {
-            return Ok(());
+            return;
         }
         generation += 1;
         let mut session = match connect(&settings, generation).await {
@@ -339,7 +341,7 @@ pub async fn run(
                 );
                 tokio::select! {
                     _ = tokio::time::sleep(wait) => continue,
-                    _ = shutdown.changed() => return Ok(()),
+                    _ = shutdown.changed() => return,
                 }
             }
         };
@@ -357,8 +359,10 @@ pub async fn run(
             Err(e) => {
                 attempt = attempt.saturating_add(1);
                 tracing::warn!(error = %e, "Cannot start consuming; will retry.");
-                tokio::time::sleep(backoff(attempt, Duration::from_secs(30), None)).await;
-                continue;
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff(attempt, Duration::from_secs(30), None)) => continue,
+                    _ = shutdown.changed() => return,
+                }
             }
         };
         attempt = 0;
@@ -405,18 +409,27 @@ pub async fn run(
                         max_bytes: settings.max_message_bytes,
                     };
                     let decoded = decode(&delivery.data, &ctx);
-                    let mut failed = None;
-                    for bad in &decoded.bad {
-                        log.bad_input(delivery.routing_key.as_str(), bad);
-                        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                        let body = bad_element_body(&delivery.data, bad);
-                        if let Err(e) = dead_letter(&session, &settings.queue, body, delivery.routing_key.as_str(), &bad.reason, bad.index).await {
-                            failed = Some(e.to_string());
-                            break;
+                    if !decoded.bad.is_empty() {
+                        let mut confirms = Vec::with_capacity(decoded.bad.len());
+                        let mut failed = None;
+                        for bad in &decoded.bad {
+                            log.bad_input(delivery.routing_key.as_str(), bad);
+                            stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+                            let body = bad_element_body(&delivery.data, bad);
+                            match dead_letter(&session, &settings.queue, body, delivery.routing_key.as_str(), &bad.reason, bad.index).await {
+                                Ok(c) => confirms.push(c),
+                                Err(e) => {
+                                    failed = Some(e.to_string());
+                                    break;
+                                }
+                            }
                         }
-                    }
-                    if let Some(e) = failed {
-                        break Some(e);
+                        if let Some(e) = failed {
+                            break Some(e);
+                        }
+                        if let Err(e) = confirmed(confirms).await {
+                            break Some(e.to_string());
+                        }
                     }
                     if decoded.records.is_empty() {
                         if let Err(e) = session.finish(tag, &stats).await {
@@ -454,7 +467,7 @@ pub async fn run(
                 )
                 .await;
                 let _ = session.consume.close(200, "shutting down".into()).await;
-                return Ok(());
+                return;
             }
             Some(reason) => {
                 // Records of this session that were batched but not dispatched will be redelivered.
@@ -529,20 +542,24 @@ async fn settle(
         // From a lost connection: the broker redelivers those messages.
         return Ok(());
     }
+    let mut confirms = Vec::with_capacity(done.failed.len());
     for (index, reason) in &done.failed {
         if let Some(record) = done.batch.records.get(*index as usize) {
             stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            dead_letter(
-                session,
-                &settings.queue,
-                record_json(record).as_bytes(),
-                "",
-                reason,
-                None,
-            )
-            .await?;
+            confirms.push(
+                dead_letter(
+                    session,
+                    &settings.queue,
+                    record_json(record).as_bytes(),
+                    "",
+                    reason,
+                    None,
+                )
+                .await?,
+            );
         }
     }
+    confirmed(confirms).await?;
     for d in &done.batch.deliveries {
         session.finish(d.tag, stats).await?;
     }

@@ -65,7 +65,7 @@ pub enum LoadError {
     /// The library was built against an incompatible plugin interface.
     #[error(
         "{}: built against an incompatible plugin interface; rebuild it against logrelay-plugin-api {}:\n    {}",
-        .path.display(), env!("CARGO_PKG_VERSION"), .summary.join("\n    ")
+        .path.display(), logrelay_plugin_api::VERSION, .summary.join("\n    ")
     )]
     Incompatible {
         /// The library.

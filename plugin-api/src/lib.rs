@@ -80,6 +80,9 @@ mod plugin;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+/// The version of this interface crate; plugins built against another 1.x load, others do not.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
 pub use abi::{ErrorKind, Level, Manifest, PluginError, Record};
 pub use plugin::{Context, Host, Plugin, parse_config};
 

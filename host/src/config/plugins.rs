@@ -274,6 +274,9 @@ fn parse_level(s: &str) -> Result<Level, String> {
 fn build_route(raw: &RawRoute) -> Result<Route, String> {
     let levels = match (&raw.levels, &raw.min_level) {
         (Some(_), Some(_)) => return Err("give either `levels` or `min_level`, not both".into()),
+        (Some(list), None) if list.is_empty() => {
+            return Err("`levels = []` would pass nothing; remove it to pass every level".into());
+        }
         (Some(list), None) => {
             let mut mask = 0u8;
             for l in list {
@@ -430,6 +433,13 @@ url = "${MISSING_VAR}"
             all.contains("MISSING_VAR") && all.contains("`config.url`"),
             "{all}"
         );
+    }
+
+    #[test]
+    fn an_empty_level_list_is_an_error() {
+        let text = "[plugins.a]\ntype = \"x\"\nroute = { levels = [] }\n";
+        let problems = PluginsConfig::parse(text, &env(), Path::new("/p")).expect_err("bad");
+        assert!(problems[0].contains("levels = []"), "{problems:?}");
     }
 
     #[test]

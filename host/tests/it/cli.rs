@@ -134,6 +134,30 @@ fn replay_feeds_a_file_through_the_instances() {
         "{stdout}"
     );
     assert_eq!(read_ids(&ids).len(), 25);
+
+    // A slow best-effort instance still gets every record of a replay before it ends.
+    std::fs::write(&ids, "").expect("truncate");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        format!(
+            "[plugins.sink]\ntype = \"fixture\"\ndelivery = \"best_effort\"\nconfig = {{ record_to = {ids:?}, sleep_ms = 50 }}\n"
+        ),
+    )
+    .expect("write");
+    let out = logrelay(
+        dir.path(),
+        &[("LOGRELAY_BATCH_MAX_RECORDS", "5".to_owned())],
+    )
+    .arg("replay")
+    .arg(&file)
+    .output()
+    .expect("run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_ids(&ids).len(), 25);
 }
 
 fn sigterm(child: &Child) {

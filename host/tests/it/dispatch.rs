@@ -199,3 +199,66 @@ config = {{ sleep_ms = 2000 }}
     assert!(wait_until(Duration::from_secs(2), || read_ids(&ids).len() == 50));
     engine.shutdown(Instant::now() + Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_instance_does_not_freeze_dispatch() {
+    let config = parse_config(
+        "[plugins.stuck]\ntype = \"fixture\"\nconfig = { hang_on = \"number\", hang_ms = 4000 }\n",
+    );
+    let mut opts = options();
+    opts.call_timeout = Duration::from_millis(300);
+    opts.channel_capacity = 1;
+    let (engine, mut done) = Engine::start(&config, opts).expect("engine");
+    tokio::spawn(engine.clone().watchdog());
+    let started = Instant::now();
+    for _ in 0..4 {
+        engine.dispatch(batch(&engine, 2)).await;
+    }
+    for _ in 0..4 {
+        assert_eq!(next(&mut done).await.failed.len(), 2);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "{:?}",
+        started.elapsed()
+    );
+    engine.shutdown(Instant::now() + Duration::from_millis(100));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stop_retrying_releases_dispatch_and_abandons_unaccepted_batches() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("failing");
+    std::fs::write(&flag, "").expect("flag");
+    let config = parse_config(&format!(
+        "[plugins.down]\ntype = \"fixture\"\nconfig = {{ fail_while_exists = {flag:?} }}\n"
+    ));
+    let mut opts = options();
+    opts.channel_capacity = 1;
+    let (engine, _done) = Engine::start(&config, opts).expect("engine");
+    let feeder = engine.clone();
+    let feeding = tokio::spawn(async move {
+        for _ in 0..5 {
+            feeder.dispatch(batch(&feeder, 3)).await;
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !feeding.is_finished(),
+        "a failing required instance must hold dispatch back"
+    );
+    assert!(engine.pending_batches() >= 2);
+    let stopping = Instant::now();
+    engine.stop_retrying();
+    tokio::time::timeout(Duration::from_secs(2), feeding)
+        .await
+        .expect("dispatch is released")
+        .expect("feeder");
+    assert!(
+        engine
+            .wait_idle(Instant::now() + Duration::from_secs(2))
+            .await
+    );
+    assert!(stopping.elapsed() < Duration::from_secs(3));
+    engine.shutdown(Instant::now() + Duration::from_secs(2));
+}

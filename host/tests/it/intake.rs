@@ -34,9 +34,7 @@ fn start_host(settings: Settings, plugins: &str) -> Host {
     let (s, e, st) = (settings.clone(), engine.clone(), stats.clone());
     tokio::spawn(engine.clone().watchdog());
     let task = tokio::spawn(async move {
-        intake::run(s, e.clone(), completions, stop_rx, st)
-            .await
-            .expect("intake runs");
+        intake::run(s, e.clone(), completions, stop_rx, st).await;
         let deadline = Instant::now() + Duration::from_secs(5);
         tokio::task::spawn_blocking(move || e.shutdown(deadline))
             .await

@@ -39,6 +39,7 @@ fn a_plugin_built_against_a_changed_record_layout_is_refused_briefly() {
     assert!(matches!(err, LoadError::Incompatible { .. }), "{err}");
     let text = err.to_string();
     assert!(text.contains("incompatible plugin interface"), "{text}");
+    assert!(text.contains(logrelay_plugin_api::VERSION), "{text}");
     assert!(text.contains("liblogrelay_fixture.so"), "{text}");
     assert!(
         text.lines().count() <= 12,
