@@ -82,7 +82,8 @@ fn init_logging(filter: &str) {
 
 /// Loads plugins.toml, reporting every problem.
 pub fn load_plugins_config(settings: &Settings, env: &Env) -> anyhow::Result<PluginsConfig> {
-    let config = PluginsConfig::load(&settings.plugins_file, env, &settings.plugin_dir)?;
+    let env = env.with_settings(settings);
+    let config = PluginsConfig::load(&settings.plugins_file, &env, &settings.plugin_dir)?;
     if config.enabled().next().is_none() {
         bail!(
             "{} enables no connector; add a [plugins.<name>] table (see docs/CONFIG.md)",

@@ -57,6 +57,16 @@ impl Env {
         }
     }
 
+    /// This environment with the validated settings written over it, so that `${VAR}` in
+    /// plugins.toml sees a setting's default when it is unset and never a value that was refused.
+    pub fn with_settings(&self, settings: &Settings) -> Env {
+        let mut vars = self.vars.clone();
+        for (k, v) in settings.exported_vars() {
+            vars.insert(k.to_owned(), v);
+        }
+        Env { vars }
+    }
+
     /// The value of a variable, if set.
     pub fn get(&self, name: &str) -> Option<&str> {
         self.vars.get(name).map(String::as_str)
@@ -252,6 +262,27 @@ pub mod defaults {
 }
 
 impl Settings {
+    /// The settings plugins.toml may refer to as `${VAR}`, with their validated values.
+    pub fn exported_vars(&self) -> Vec<(&'static str, String)> {
+        let mut vars = vec![
+            ("LOGRELAY_AMQP_URL", self.amqp_url.clone()),
+            ("LOGRELAY_QUEUE", self.queue.clone()),
+            ("LOGRELAY_EXCHANGE", self.exchange.clone()),
+            ("LOGRELAY_DATABASE_URL", self.database_url.clone()),
+            ("LOGRELAY_HTTP_ADDR", self.http_addr.to_string()),
+            ("LOGRELAY_ADMIN_ADDR", self.admin_addr.to_string()),
+            ("LOGRELAY_DEFAULT_PROJECT", self.default_project.clone()),
+            ("LOGRELAY_DEFAULT_MODULE", self.default_module.clone()),
+        ];
+        if let Some(t) = &self.api_token {
+            vars.push(("LOGRELAY_API_TOKEN", t.clone()));
+        }
+        if let Some(t) = &self.telegram_token {
+            vars.push(("LOGRELAY_TELEGRAM_TOKEN", t.clone()));
+        }
+        vars
+    }
+
     /// Reads and validates every setting. Invalid values fall back to their defaults and are
     /// returned as warnings, or (strict mode, or `force_strict`) fail.
     pub fn from_env(
@@ -393,6 +424,17 @@ mod tests {
         let text = w[2].to_string();
         assert!(text.contains("LOGRELAY_BATCH_MAX_RECORDS"), "{text}");
         assert!(text.contains("between 1 and 100000"), "{text}");
+    }
+
+    #[test]
+    fn substitution_sees_defaults_and_never_refused_values() {
+        let env = Env::from_pairs([("LOGRELAY_HTTP_ADDR", "nonsense"), ("OTHER", "kept")]);
+        let (s, _) = Settings::from_env(&env, false).expect("settings");
+        let merged = env.with_settings(&s);
+        assert_eq!(merged.get("LOGRELAY_HTTP_ADDR"), Some("127.0.0.1:8080"));
+        assert_eq!(merged.get("LOGRELAY_DATABASE_URL"), Some(defaults::DATABASE_URL));
+        assert_eq!(merged.get("OTHER"), Some("kept"));
+        assert_eq!(merged.get("LOGRELAY_API_TOKEN"), None);
     }
 
     #[test]
