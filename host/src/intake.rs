@@ -6,7 +6,7 @@
 //! prefix of delivery tags. A lost connection or channel is retried with exponential backoff and
 //! jitter; what was in flight is redelivered by the broker and handed on again.
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -58,24 +58,34 @@ struct Session {
     generation: u64,
     consume: Channel,
     publish: Channel,
-    /// Delivery tag -> finished. Acked (multiple) up to the longest finished prefix.
-    outstanding: BTreeMap<u64, bool>,
+    /// Unacked delivery tags in arrival order, each with whether it is finished. Acked
+    /// (`multiple`) up to the longest finished prefix.
+    outstanding: VecDeque<(u64, bool)>,
     _connection: Connection,
 }
 
 impl Session {
-    async fn finish(&mut self, tag: u64, stats: &IntakeStats) -> Result<(), lapin::Error> {
-        if let Some(done) = self.outstanding.get_mut(&tag) {
-            *done = true;
+    /// A delivery arrived (tags grow within a channel, so the queue stays sorted).
+    fn received(&mut self, tag: u64) {
+        self.outstanding.push_back((tag, false));
+    }
+
+    /// A delivery is finished with; it is acked with the next [`Session::ack_finished`].
+    fn mark(&mut self, tag: u64) {
+        if let Ok(i) = self.outstanding.binary_search_by_key(&tag, |e| e.0)
+            && let Some(entry) = self.outstanding.get_mut(i)
+        {
+            entry.1 = true;
         }
+    }
+
+    /// Acks (one `multiple` ack) the longest prefix of finished deliveries.
+    async fn ack_finished(&mut self, stats: &IntakeStats) -> Result<(), lapin::Error> {
         let mut last = None;
         let mut count = 0;
-        while let Some(entry) = self.outstanding.first_entry() {
-            if !*entry.get() {
-                break;
-            }
-            last = Some(*entry.key());
-            entry.remove();
+        while let Some(&(tag, true)) = self.outstanding.front() {
+            self.outstanding.pop_front();
+            last = Some(tag);
             count += 1;
         }
         if let Some(tag) = last {
@@ -227,7 +237,7 @@ async fn connect(settings: &Settings, generation: u64) -> Result<Session, lapin:
         generation,
         consume,
         publish,
-        outstanding: BTreeMap::new(),
+        outstanding: VecDeque::new(),
         _connection: connection,
     })
 }
@@ -370,8 +380,15 @@ pub async fn run(
         stats.connected.store(true, Ordering::Release);
         tracing::info!(queue = %settings.queue, exchange = %settings.exchange, prefetch = settings.prefetch, "Consuming.");
 
+        // One timer for the partial batch, re-armed when a batch starts (not per message).
+        let timer = tokio::time::sleep(Duration::from_secs(3600));
+        tokio::pin!(timer);
+        let mut armed = false;
         let lost = loop {
-            let deadline = batcher.deadline();
+            if !armed && let Some(deadline) = batcher.deadline() {
+                timer.as_mut().reset(deadline.into());
+                armed = true;
+            }
             tokio::select! {
                 biased;
                 _ = shutdown.changed() => break None,
@@ -380,7 +397,8 @@ pub async fn run(
                         break Some(e.to_string());
                     }
                 }
-                _ = sleep_until(deadline), if deadline.is_some() => {
+                _ = &mut timer, if armed => {
+                    armed = false;
                     if let Some(batch) = batcher.take(&engine) {
                         engine.dispatch(batch).await;
                     }
@@ -393,7 +411,7 @@ pub async fn run(
                     };
                     stats.messages.fetch_add(1, Ordering::Relaxed);
                     let tag = delivery.delivery_tag;
-                    session.outstanding.insert(tag, false);
+                    session.received(tag);
                     let ctx = DecodeContext {
                         routing_key: delivery.routing_key.as_str(),
                         queue: &settings.queue,
@@ -432,7 +450,8 @@ pub async fn run(
                         }
                     }
                     if decoded.records.is_empty() {
-                        if let Err(e) = session.finish(tag, &stats).await {
+                        session.mark(tag);
+                        if let Err(e) = session.ack_finished(&stats).await {
                             break Some(e.to_string());
                         }
                         continue;
@@ -441,6 +460,7 @@ pub async fn run(
                     if batcher.records.len() + decoded.records.len() > batcher.max_records
                         && let Some(batch) = batcher.take(&engine)
                     {
+                        armed = false;
                         engine.dispatch(batch).await;
                     }
                     batcher.records.extend(decoded.records);
@@ -449,6 +469,7 @@ pub async fn run(
                     if batcher.records.len() >= batcher.max_records
                         && let Some(batch) = batcher.take(&engine)
                     {
+                        armed = false;
                         engine.dispatch(batch).await;
                     }
                 }
@@ -561,8 +582,9 @@ async fn settle(
     }
     confirmed(confirms).await?;
     for d in &done.batch.deliveries {
-        session.finish(d.tag, stats).await?;
+        session.mark(d.tag);
     }
+    session.ack_finished(stats).await?;
     Ok(())
 }
 
@@ -572,13 +594,6 @@ fn bad_element_body<'a>(body: &'a [u8], bad: &BadElement) -> &'a [u8] {
     body.get(bad.span.clone())
         .filter(|b| !b.is_empty())
         .unwrap_or(body)
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d.into()).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The URL without its password, for logs.
