@@ -1,0 +1,1 @@
+//! The files connector (being written).

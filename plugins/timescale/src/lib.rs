@@ -1,0 +1,1 @@
+//! The timescale connector (being written).
