@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
     ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
@@ -383,11 +383,14 @@ pub async fn run(
         // One timer for the partial batch, re-armed when a batch starts (not per message).
         let timer = tokio::time::sleep(Duration::from_secs(3600));
         tokio::pin!(timer);
-        let mut armed = false;
+        let mut armed: Option<Instant> = None;
         let lost = loop {
-            if !armed && let Some(deadline) = batcher.deadline() {
-                timer.as_mut().reset(deadline.into());
-                armed = true;
+            let deadline = batcher.deadline();
+            if deadline != armed {
+                if let Some(d) = deadline {
+                    timer.as_mut().reset(d.into());
+                }
+                armed = deadline;
             }
             tokio::select! {
                 biased;
@@ -397,80 +400,37 @@ pub async fn run(
                         break Some(e.to_string());
                     }
                 }
-                _ = &mut timer, if armed => {
-                    armed = false;
+                _ = &mut timer, if armed.is_some() => {
+                    armed = None;
                     if let Some(batch) = batcher.take(&engine) {
                         engine.dispatch(batch).await;
                     }
                 }
                 next = consumer.next() => {
-                    let delivery = match next {
-                        Some(Ok(d)) => d,
-                        Some(Err(e)) => break Some(e.to_string()),
-                        None => break Some("the broker cancelled the consumer".into()),
-                    };
-                    stats.messages.fetch_add(1, Ordering::Relaxed);
-                    let tag = delivery.delivery_tag;
-                    session.received(tag);
-                    let ctx = DecodeContext {
-                        routing_key: delivery.routing_key.as_str(),
-                        queue: &settings.queue,
-                        amqp_timestamp_ns: delivery
-                            .properties
-                            .timestamp()
-                            .and_then(|s| i64::try_from(s).ok())
-                            .map(|s| s.saturating_mul(1_000_000_000)),
-                        message_id: delivery.properties.message_id().as_ref().map(|m| m.as_str()),
-                        received_ns: now_ns(),
-                        default_project: &settings.default_project,
-                        default_module: &settings.default_module,
-                        max_bytes: settings.max_message_bytes,
-                    };
-                    let decoded = decode(&delivery.data, &ctx);
-                    if !decoded.bad.is_empty() {
-                        let mut confirms = Vec::with_capacity(decoded.bad.len());
-                        let mut failed = None;
-                        for bad in &decoded.bad {
-                            log.bad_input(delivery.routing_key.as_str(), bad);
-                            stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
-                            let body = bad_element_body(&delivery.data, bad);
-                            match dead_letter(&session, &settings.queue, body, delivery.routing_key.as_str(), &bad.reason, bad.index).await {
-                                Ok(c) => confirms.push(c),
-                                Err(e) => {
-                                    failed = Some(e.to_string());
-                                    break;
-                                }
-                            }
-                        }
-                        if let Some(e) = failed {
+                    let mut next = next;
+                    // Take what is already buffered without going back through select!:
+                    // under load deliveries arrive in bursts of up to the prefetch window.
+                    let mut burst = 0;
+                    let failure = loop {
+                        let delivery = match next {
+                            Some(Ok(d)) => d,
+                            Some(Err(e)) => break Some(e.to_string()),
+                            None => break Some("the broker cancelled the consumer".into()),
+                        };
+                        if let Err(e) = on_delivery(&mut session, &settings, &engine, &mut batcher, &mut log, &stats, delivery).await {
                             break Some(e);
                         }
-                        if let Err(e) = confirmed(confirms).await {
-                            break Some(e.to_string());
+                        burst += 1;
+                        if burst == 256 {
+                            break None;
                         }
-                    }
-                    if decoded.records.is_empty() {
-                        session.mark(tag);
-                        if let Err(e) = session.ack_finished(&stats).await {
-                            break Some(e.to_string());
+                        match consumer.next().now_or_never() {
+                            Some(n) => next = n,
+                            None => break None,
                         }
-                        continue;
-                    }
-                    stats.records.fetch_add(decoded.records.len() as u64, Ordering::Relaxed);
-                    if batcher.records.len() + decoded.records.len() > batcher.max_records
-                        && let Some(batch) = batcher.take(&engine)
-                    {
-                        armed = false;
-                        engine.dispatch(batch).await;
-                    }
-                    batcher.records.extend(decoded.records);
-                    batcher.deliveries.push(DeliveryRef { generation: session.generation, tag });
-                    batcher.started.get_or_insert_with(Instant::now);
-                    if batcher.records.len() >= batcher.max_records
-                        && let Some(batch) = batcher.take(&engine)
-                    {
-                        armed = false;
-                        engine.dispatch(batch).await;
+                    };
+                    if let Some(e) = failure {
+                        break Some(e);
                     }
                 }
             }
@@ -499,6 +459,88 @@ pub async fn run(
             }
         }
     }
+}
+
+/// Decodes one delivery, dead-letters its bad parts, and adds its records to the batch
+/// (dispatching the batch when full). Errors are AMQP failures: the session is lost.
+#[allow(clippy::too_many_arguments)]
+async fn on_delivery(
+    session: &mut Session,
+    settings: &Settings,
+    engine: &Engine,
+    batcher: &mut Batcher,
+    log: &mut RateLimitedLog,
+    stats: &IntakeStats,
+    delivery: lapin::message::Delivery,
+) -> Result<(), String> {
+    stats.messages.fetch_add(1, Ordering::Relaxed);
+    let tag = delivery.delivery_tag;
+    session.received(tag);
+    let ctx = DecodeContext {
+        routing_key: delivery.routing_key.as_str(),
+        queue: &settings.queue,
+        amqp_timestamp_ns: delivery
+            .properties
+            .timestamp()
+            .and_then(|s| i64::try_from(s).ok())
+            .map(|s| s.saturating_mul(1_000_000_000)),
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str()),
+        received_ns: now_ns(),
+        default_project: &settings.default_project,
+        default_module: &settings.default_module,
+        max_bytes: settings.max_message_bytes,
+    };
+    let decoded = decode(&delivery.data, &ctx);
+    if !decoded.bad.is_empty() {
+        let mut confirms = Vec::with_capacity(decoded.bad.len());
+        for bad in &decoded.bad {
+            log.bad_input(delivery.routing_key.as_str(), bad);
+            stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            let body = bad_element_body(&delivery.data, bad);
+            let routing_key = delivery.routing_key.as_str();
+            confirms.push(
+                dead_letter(
+                    session,
+                    &settings.queue,
+                    body,
+                    routing_key,
+                    &bad.reason,
+                    bad.index,
+                )
+                .await
+                .map_err(|e| e.to_string())?,
+            );
+        }
+        confirmed(confirms).await.map_err(|e| e.to_string())?;
+    }
+    if decoded.records.is_empty() {
+        session.mark(tag);
+        return session.ack_finished(stats).await.map_err(|e| e.to_string());
+    }
+    stats
+        .records
+        .fetch_add(decoded.records.len() as u64, Ordering::Relaxed);
+    if batcher.records.len() + decoded.records.len() > batcher.max_records
+        && let Some(batch) = batcher.take(engine)
+    {
+        engine.dispatch(batch).await;
+    }
+    batcher.records.extend(decoded.records);
+    batcher.deliveries.push(DeliveryRef {
+        generation: session.generation,
+        tag,
+    });
+    batcher.started.get_or_insert_with(Instant::now);
+    if batcher.records.len() >= batcher.max_records
+        && let Some(batch) = batcher.take(engine)
+    {
+        engine.dispatch(batch).await;
+    }
+    Ok(())
 }
 
 /// On shutdown: dispatch the partial batch, let batches in flight finish and ack them.

@@ -432,7 +432,10 @@ mod tests {
         let (s, _) = Settings::from_env(&env, false).expect("settings");
         let merged = env.with_settings(&s);
         assert_eq!(merged.get("LOGRELAY_HTTP_ADDR"), Some("127.0.0.1:8080"));
-        assert_eq!(merged.get("LOGRELAY_DATABASE_URL"), Some(defaults::DATABASE_URL));
+        assert_eq!(
+            merged.get("LOGRELAY_DATABASE_URL"),
+            Some(defaults::DATABASE_URL)
+        );
         assert_eq!(merged.get("OTHER"), Some("kept"));
         assert_eq!(merged.get("LOGRELAY_API_TOKEN"), None);
     }
