@@ -253,3 +253,62 @@ async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
     assert_eq!(ready(&ch, &queue).await, 0);
     delete(&ch, &queue).await;
 }
+
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_required_instance_keeps_memory_bounded() {
+    let _broker = broker_shared().await;
+    let queue = unique("slowmem");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[plugins.slow]\ntype = \"fixture\"\nconfig = { sleep_ms = 100 }\n",
+    )
+    .expect("write");
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    // 20,000 messages of about 2 KiB: 40 MiB waiting in the broker.
+    let filler = "x".repeat(2000);
+    let bodies: Vec<String> = (0..20_000)
+        .map(|i| format!(r#"{{"id":"m-{i}","message":"{filler}"}}"#))
+        .collect();
+    for chunk in bodies.chunks(2000) {
+        crate::common::publish(&ch, &queue, chunk).await;
+    }
+    let env = [
+        ("LOGRELAY_QUEUE", queue.clone()),
+        ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
+        ("LOGRELAY_PREFETCH", "200".to_owned()),
+        ("LOGRELAY_BATCH_MAX_RECORDS", "100".to_owned()),
+    ];
+    let mut host = logrelay(dir.path(), &env)
+        .arg("run")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let rss = peak_rss_kib(host.id());
+    let waiting = ready(&ch, &queue).await;
+    sigterm(&host);
+    let status = wait_exit(&mut host, Duration::from_secs(20));
+    assert!(status.success(), "{status}");
+    assert!(rss > 0, "could not read the host's peak RSS");
+    assert!(
+        rss < 64 * 1024,
+        "peak RSS {} KiB: the host buffered instead of back-pressuring",
+        rss
+    );
+    assert!(
+        waiting > 15_000,
+        "only {waiting} messages still waiting: the host took more than the slow instance could handle"
+    );
+    delete(&ch, &queue).await;
+}

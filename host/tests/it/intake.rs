@@ -266,3 +266,64 @@ async fn closed_connections_are_reopened_and_nothing_is_lost() {
     assert_eq!(ready(&ch, &queue).await, 0);
     delete(&ch, &queue).await;
 }
+
+/// Starts the broker application again even when the test fails half-way.
+struct StartAppOnDrop;
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("rabbitmqctl")
+            .arg("start_app")
+            .output();
+    }
+}
+
+fn rabbitmqctl(args: &[&str]) {
+    let out = std::process::Command::new("rabbitmqctl")
+        .args(args)
+        .output()
+        .expect("rabbitmqctl must be installed to run this test");
+    assert!(
+        out.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_stopped_and_started_mid_stream_loses_nothing() {
+    let _broker = broker_exclusive().await;
+    let queue = unique("stopapp");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.txt");
+    let (conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    let small = [
+        ("LOGRELAY_PREFETCH", "50"),
+        ("LOGRELAY_BATCH_MAX_RECORDS", "25"),
+    ];
+    let host = start_host(
+        settings_for(&queue, &small),
+        &fixture(&ids, ", sleep_ms = 100"),
+    );
+    publish(&ch, &queue, &logs("sa", 600)).await;
+    drop((ch, conn));
+    wait_ids(&ids, 50, 20).await;
+    let guard = StartAppOnDrop;
+    rabbitmqctl(&["stop_app"]);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    rabbitmqctl(&["start_app"]);
+    drop(guard);
+    let got = wait_ids(&ids, 600, 90).await;
+    assert_all_present(&got, "sa", 600);
+    assert!(
+        host.stats
+            .connections
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
+    let (_conn, ch) = rabbit().await;
+    host.stop().await;
+    assert_eq!(ready(&ch, &queue).await, 0);
+    delete(&ch, &queue).await;
+}
