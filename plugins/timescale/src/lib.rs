@@ -1,1 +1,21 @@
-//! The timescale connector (being written).
+//! The `timescale` connector: stores every record in PostgreSQL — a TimescaleDB hypertable with
+//! compression and retention policies when the extension is there, a plain table with B-tree and
+//! BRIN indexes and batched-delete retention when it is not — and answers the store's requests
+//! (`query`, `get`, `add`, `update`, `delete`, `delete_by_filter`, `stats`, `sql`...) for the
+//! HTTP API and the CLI. See README.md for the options, the schema and the request API.
+
+mod api;
+mod config;
+mod error;
+mod retention;
+mod schema;
+mod timescale;
+mod write;
+
+pub use api::METHODS;
+pub use config::{Config, MessageIndex, Settings, TimescaleMode, parse_duration};
+pub use error::TimescaleError;
+pub use schema::Storage;
+pub use timescale::Timescale;
+
+logrelay_plugin_api::export_plugin!(Timescale);

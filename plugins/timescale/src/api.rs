@@ -1,0 +1,962 @@
+//! The store's functions, reached through `request(method, body)`: query, get, add, update,
+//! delete, delete_by_filter, stats, sql, retention_run, schema. Bodies and answers are JSON;
+//! README.md documents each with examples.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
+use futures_util::TryStreamExt;
+use logrelay_plugin_api::{Level, Record};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Map, Value, json};
+use sqlx::postgres::{PgRow, PgTypeInfo};
+use sqlx::{
+    AssertSqlSafe, Column, Either, Executor, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr,
+    Statement, TypeInfo, ValueRef,
+};
+
+use crate::config::Settings;
+use crate::error::{TimescaleError, is_connection_error};
+use crate::retention;
+use crate::schema::{self, SchemaInfo};
+use crate::write::{Writer, check_record};
+
+/// The methods `request` answers.
+pub const METHODS: &[&str] = &[
+    "query",
+    "get",
+    "add",
+    "update",
+    "delete",
+    "delete_by_filter",
+    "stats",
+    "sql",
+    "retention_run",
+    "schema",
+];
+
+/// Everything a request needs.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// The pool.
+    pub pool: PgPool,
+    /// The checked settings.
+    pub settings: Arc<Settings>,
+    /// What the start found.
+    pub schema: Arc<SchemaInfo>,
+    /// The batch writer (also used by `add`).
+    pub writer: Writer,
+    table: String,
+}
+
+const COLUMNS: &str = "id, ts, level, project, module, message, attributes::text";
+type RowTuple = (String, DateTime<Utc>, i16, String, String, String, String);
+
+impl Api {
+    /// The API over a connected, migrated store.
+    pub fn new(pool: PgPool, settings: Arc<Settings>, schema: Arc<SchemaInfo>) -> Api {
+        let table = settings.qualified();
+        let writer = Writer::new(pool.clone(), &table);
+        Api {
+            pool,
+            settings,
+            schema,
+            writer,
+            table,
+        }
+    }
+
+    /// Answers one request.
+    pub async fn handle(&self, method: &str, body: &str) -> Result<String, TimescaleError> {
+        let answer = match method {
+            "query" => self.query(parse(method, body)?).await?,
+            "get" => self.get(parse(method, body)?).await?,
+            "add" => self.add(parse(method, body)?).await?,
+            "update" => self.update(parse(method, body)?).await?,
+            "delete" => self.delete(parse(method, body)?).await?,
+            "delete_by_filter" => self.delete_by_filter(parse(method, body)?).await?,
+            "stats" => self.stats(parse(method, body)?).await?,
+            "sql" => self.sql(parse(method, body)?).await?,
+            "retention_run" => {
+                let _: Empty = parse(method, body)?;
+                let n = retention::run_once(&self.pool, &self.settings, &self.schema.storage)
+                    .await?;
+                let unit = match self.schema.storage {
+                    schema::Storage::Plain => "rows",
+                    schema::Storage::Hypertable { .. } => "chunks",
+                };
+                json!({ "deleted": n, "unit": unit })
+            }
+            "schema" => {
+                let _: Empty = parse(method, body)?;
+                let migrations: Vec<Value> = schema::recorded(&self.pool, &self.settings)
+                    .await?
+                    .into_iter()
+                    .map(|(v, d)| json!({ "version": v, "description": d }))
+                    .collect();
+                let version = match &self.schema.storage {
+                    schema::Storage::Hypertable { version } => Some(version.clone()),
+                    schema::Storage::Plain => None,
+                };
+                json!({
+                    "table": self.table,
+                    "storage": self.schema.storage.name(),
+                    "timescaledb_version": version,
+                    "message_index": if self.schema.message_trigram { "trigram" } else { "none" },
+                    "migrations": migrations,
+                })
+            }
+            other => {
+                return Err(TimescaleError::BadRequest(format!(
+                    "unknown method `{other}`; the store answers {}",
+                    METHODS.join(", ")
+                )));
+            }
+        };
+        Ok(answer.to_string())
+    }
+
+    async fn query(&self, p: Params) -> Result<Value, TimescaleError> {
+        p.refuse(&["all"], "query")?;
+        let filter = Filter::from_params(&p)?;
+        let limit = p
+            .limit
+            .unwrap_or(self.settings.default_page_size)
+            .clamp(1, self.settings.max_page_size);
+        let cursor = p.cursor.as_deref().map(decode_cursor).transpose()?;
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM {}", self.table));
+        filter.push(&mut qb);
+        if let Some((ts, id)) = cursor {
+            qb.push(" AND (ts, id) < (")
+                .push_bind(ts)
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        qb.push(" ORDER BY ts DESC, id DESC LIMIT ")
+            .push_bind(i64::from(limit) + 1);
+        let mut rows: Vec<RowTuple> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(rejected("query"))?;
+        let next = if rows.len() > limit as usize {
+            rows.truncate(limit as usize);
+            rows.last().map(|r| encode_cursor(r.1, &r.0))
+        } else {
+            None
+        };
+        let records = rows.into_iter().map(out_record).collect::<Result<Vec<_>, _>>()?;
+        Ok(json!({ "records": records, "next": next }))
+    }
+
+    async fn get(&self, b: IdBody) -> Result<Value, TimescaleError> {
+        let row: Option<RowTuple> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM {} WHERE id = $1 ORDER BY ts DESC LIMIT 1",
+            self.table
+        )))
+        .bind(&b.id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(rejected("get"))?;
+        match row {
+            Some(row) => Ok(serde_json::to_value(out_record(row)?).unwrap_or(Value::Null)),
+            None => Err(TimescaleError::NotFound(format!(
+                "no record with id `{}`",
+                b.id
+            ))),
+        }
+    }
+
+    async fn add(&self, b: AddBody) -> Result<Value, TimescaleError> {
+        let mut records = Vec::with_capacity(b.records.len());
+        for (i, r) in b.records.into_iter().enumerate() {
+            let record = r.into_record().map_err(|e| {
+                TimescaleError::BadRequest(format!("`records[{i}].{e}"))
+            })?;
+            check_record(&record).map_err(|e| {
+                TimescaleError::BadRequest(format!("`records[{i}]`: {e}"))
+            })?;
+            records.push(record);
+        }
+        let (inserted, refused) = self.writer.write(&records).await?;
+        if let Some((i, reason)) = refused.first() {
+            return Err(TimescaleError::BadRequest(format!(
+                "`records[{i}]`: {reason} ({} of {} records refused, {inserted} stored)",
+                refused.len(),
+                records.len()
+            )));
+        }
+        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
+        Ok(json!({ "inserted": inserted, "ids": ids }))
+    }
+
+    async fn update(&self, b: UpdateBody) -> Result<Value, TimescaleError> {
+        if b.attributes.is_some() && b.merge_attributes.is_some() {
+            return Err(TimescaleError::BadRequest(
+                "give `attributes` (replace) or `merge_attributes` (merge), not both".to_owned(),
+            ));
+        }
+        let mut qb = QueryBuilder::<Postgres>::new(format!("UPDATE {} SET ", self.table));
+        let mut sep = qb.separated(", ");
+        let mut any = false;
+        if let Some(level) = &b.level {
+            sep.push("level = ")
+                .push_bind_unseparated(level.resolve("level")?);
+            any = true;
+        }
+        for (field, value) in [
+            ("message", &b.message),
+            ("project", &b.project),
+            ("module", &b.module),
+        ] {
+            if let Some(v) = value {
+                no_nul(field, v)?;
+                sep.push(format!("{field} = "))
+                    .push_bind_unseparated(v.clone());
+                any = true;
+            }
+        }
+        if let Some(a) = &b.attributes {
+            sep.push("attributes = ")
+                .push_bind_unseparated(Value::Object(a.clone()));
+            any = true;
+        }
+        if let Some(a) = &b.merge_attributes {
+            sep.push("attributes = attributes || ")
+                .push_bind_unseparated(Value::Object(a.clone()));
+            any = true;
+        }
+        if !any {
+            return Err(TimescaleError::BadRequest(
+                "nothing to update: give at least one of `level`, `message`, `project`, `module`, `attributes`, `merge_attributes`".to_owned(),
+            ));
+        }
+        qb.push(" WHERE id = ").push_bind(b.id.clone());
+        let n = qb
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(rejected("update"))?
+            .rows_affected();
+        if n == 0 {
+            return Err(TimescaleError::NotFound(format!(
+                "no record with id `{}`",
+                b.id
+            )));
+        }
+        Ok(json!({ "updated": n }))
+    }
+
+    async fn delete(&self, b: DeleteBody) -> Result<Value, TimescaleError> {
+        let ids = match (b.id, b.ids) {
+            (Some(id), None) => vec![id],
+            (None, Some(ids)) => ids,
+            _ => {
+                return Err(TimescaleError::BadRequest(
+                    "give `id` (one record) or `ids` (a list), not both".to_owned(),
+                ));
+            }
+        };
+        let n = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE id = ANY($1)",
+            self.table
+        )))
+        .bind(&ids)
+        .execute(&self.pool)
+        .await
+        .map_err(rejected("delete"))?
+        .rows_affected();
+        Ok(json!({ "deleted": n }))
+    }
+
+    async fn delete_by_filter(&self, p: Params) -> Result<Value, TimescaleError> {
+        p.refuse(&["limit", "cursor"], "delete_by_filter")?;
+        let filter = Filter::from_params(&p)?;
+        if filter.is_empty() && p.all != Some(true) {
+            return Err(TimescaleError::BadRequest(
+                "refusing to delete every record: give a filter, or `\"all\": true`".to_owned(),
+            ));
+        }
+        let mut qb = QueryBuilder::<Postgres>::new(format!("DELETE FROM {}", self.table));
+        filter.push(&mut qb);
+        let n = qb
+            .build()
+            .execute(&self.pool)
+            .await
+            .map_err(rejected("delete_by_filter"))?
+            .rows_affected();
+        Ok(json!({ "deleted": n }))
+    }
+
+    async fn stats(&self, p: Params) -> Result<Value, TimescaleError> {
+        p.refuse(&["limit", "cursor", "all"], "stats")?;
+        let filter = Filter::from_params(&p)?;
+        let mut qb = QueryBuilder::<Postgres>::new(format!(
+            "SELECT GROUPING(level)::int4, GROUPING(project)::int4, GROUPING(module)::int4,
+                    level, project, module, count(*)::int8, min(ts), max(ts)
+             FROM {}",
+            self.table
+        ));
+        filter.push(&mut qb);
+        qb.push(" GROUP BY GROUPING SETS ((level), (project), (module), ())");
+        type StatRow = (
+            i32,
+            i32,
+            i32,
+            Option<i16>,
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<StatRow> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(rejected("stats"))?;
+        let (mut by_level, mut by_project, mut by_module) =
+            (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+        let mut total = json!({ "total": 0, "oldest": null, "newest": null });
+        for (gl, gp, gm, level, project, module, n, oldest, newest) in rows {
+            match (gl, gp, gm) {
+                (0, _, _) => {
+                    by_level.insert(level_name(level.unwrap_or(-1)), n);
+                }
+                (_, 0, _) => {
+                    by_project.insert(project.unwrap_or_default(), n);
+                }
+                (_, _, 0) => {
+                    by_module.insert(module.unwrap_or_default(), n);
+                }
+                _ => {
+                    total = json!({
+                        "total": n,
+                        "oldest": oldest.map(rfc3339),
+                        "newest": newest.map(rfc3339),
+                    });
+                }
+            }
+        }
+        let mut answer = total;
+        answer["by_level"] = json!(by_level);
+        answer["by_project"] = json!(by_project);
+        answer["by_module"] = json!(by_module);
+        answer["from"] = json!(filter.from.map(rfc3339));
+        answer["to"] = json!(filter.to.map(rfc3339));
+        Ok(answer)
+    }
+
+    async fn sql(&self, b: SqlBody) -> Result<Value, TimescaleError> {
+        if b.query.trim().is_empty() {
+            return Err(TimescaleError::BadRequest("`query` is empty".to_owned()));
+        }
+        let max_rows = b
+            .max_rows
+            .map_or(self.settings.sql_max_rows, |n| {
+                (n as usize).min(self.settings.sql_max_rows)
+            });
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(TimescaleError::db("starting the sql transaction"))?;
+        if !b.write {
+            tx.execute("SET TRANSACTION READ ONLY")
+                .await
+                .map_err(TimescaleError::db("starting a read-only transaction"))?;
+        }
+        tx.execute(AssertSqlSafe(format!(
+            "SET LOCAL statement_timeout = {}",
+            self.settings.sql_timeout.as_millis()
+        )))
+        .await
+        .map_err(TimescaleError::db("setting the sql timeout"))?;
+        // A prepared statement: the server refuses several statements in one, so a read-only
+        // request cannot `COMMIT` its way out of its transaction.
+        let stmt = (&mut *tx)
+            .prepare(AssertSqlSafe(b.query.clone()).into_sql_str())
+            .await
+            .map_err(rejected("sql"))?;
+        let columns: Vec<String> = stmt.columns().iter().map(|c| c.name().to_owned()).collect();
+        let types: Vec<String> = stmt
+            .columns()
+            .iter()
+            .map(|c| c.type_info().name().to_lowercase())
+            .collect();
+        let mut rows = Vec::new();
+        let mut truncated = false;
+        let mut affected = 0;
+        {
+            let mut stream = (&mut *tx).fetch_many(stmt.query());
+            while let Some(item) = stream.try_next().await.map_err(rejected("sql"))? {
+                match item {
+                    Either::Left(done) => affected += done.rows_affected(),
+                    Either::Right(row) => {
+                        if rows.len() < max_rows {
+                            rows.push(row_json(&row)?);
+                        } else {
+                            truncated = true;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if b.write {
+            tx.commit()
+                .await
+                .map_err(rejected("sql (commit)"))?;
+        } else {
+            tx.rollback()
+                .await
+                .map_err(TimescaleError::db("ending the sql transaction"))?;
+        }
+        Ok(json!({
+            "columns": columns,
+            "types": types,
+            "rows": rows,
+            "truncated": truncated,
+            "rows_affected": affected,
+        }))
+    }
+}
+
+/// A database error caused by the request (syntax, read-only violation, timeout) is the
+/// caller's (`permanent`); a connection error stays transient.
+fn rejected(what: &'static str) -> impl FnOnce(sqlx::Error) -> TimescaleError {
+    move |e| {
+        if is_connection_error(&e) && !matches!(crate::error::sqlstate(&e).as_deref(), Some("57014")) {
+            TimescaleError::Db { what, source: e }
+        } else {
+            let reason = match &e {
+                sqlx::Error::Database(d) => d.message().to_owned(),
+                other => other.to_string(),
+            };
+            TimescaleError::BadRequest(format!("`{what}` refused by PostgreSQL: {reason}"))
+        }
+    }
+}
+
+/// Parses a request body (empty means `{}`), naming the bad field.
+fn parse<T: DeserializeOwned>(method: &str, body: &str) -> Result<T, TimescaleError> {
+    let body = if body.trim().is_empty() { "{}" } else { body };
+    let mut de = serde_json::Deserializer::from_str(body);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path.is_empty() || path == "." {
+            TimescaleError::BadRequest(format!("`{method}` body: {inner}"))
+        } else {
+            TimescaleError::BadRequest(format!("`{method}` field `{path}`: {inner}"))
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+/// A time: RFC 3339 text or integer nanoseconds since the epoch.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum TimeArg {
+    Ns(i64),
+    Text(String),
+}
+
+impl TimeArg {
+    fn resolve(&self, field: &str) -> Result<DateTime<Utc>, TimescaleError> {
+        match self {
+            TimeArg::Ns(ns) => Ok(DateTime::from_timestamp_nanos(*ns)),
+            TimeArg::Text(t) => DateTime::parse_from_rfc3339(t)
+                .map(|d| d.with_timezone(&Utc))
+                .map_err(|e| {
+                    TimescaleError::BadRequest(format!(
+                        "`{field}`: `{t}` is not an RFC 3339 time (2024-05-01T12:00:00Z) nor nanoseconds: {e}"
+                    ))
+                }),
+        }
+    }
+}
+
+/// A level: a name (`warning`, `warn`...) or its number (0 trace .. 5 critical).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum LevelArg {
+    Num(u8),
+    Name(String),
+}
+
+impl LevelArg {
+    fn resolve(&self, field: &str) -> Result<i16, TimescaleError> {
+        match self {
+            LevelArg::Num(n) if *n <= 5 => Ok(i16::from(*n)),
+            LevelArg::Name(name) => Level::from_name(name).map(|l| i16::from(l.0)).ok_or_else(|| {
+                TimescaleError::BadRequest(format!(
+                    "`{field}`: unknown level `{name}` (trace, debug, info, warning, error, critical)"
+                ))
+            }),
+            LevelArg::Num(n) => Err(TimescaleError::BadRequest(format!(
+                "`{field}`: level {n} is out of range 0..=5"
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// The filter fields shared by `query`, `delete_by_filter` and `stats`, plus paging.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Params {
+    ids: Option<Vec<String>>,
+    from: Option<TimeArg>,
+    to: Option<TimeArg>,
+    level: Option<LevelArg>,
+    min_level: Option<LevelArg>,
+    #[serde(alias = "projects")]
+    project: Option<OneOrMany>,
+    #[serde(alias = "modules")]
+    module: Option<OneOrMany>,
+    text: Option<String>,
+    limit: Option<u32>,
+    cursor: Option<String>,
+    all: Option<bool>,
+}
+
+impl Params {
+    fn refuse(&self, fields: &[&str], method: &str) -> Result<(), TimescaleError> {
+        for f in fields {
+            let given = match *f {
+                "limit" => self.limit.is_some(),
+                "cursor" => self.cursor.is_some(),
+                "all" => self.all.is_some(),
+                _ => false,
+            };
+            if given {
+                return Err(TimescaleError::BadRequest(format!(
+                    "`{f}` does not apply to `{method}`"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A checked filter.
+#[derive(Debug, Default)]
+struct Filter {
+    ids: Option<Vec<String>>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    level: Option<i16>,
+    min_level: Option<i16>,
+    projects: Option<Vec<String>>,
+    modules: Option<Vec<String>>,
+    text: Option<String>,
+}
+
+impl Filter {
+    fn from_params(p: &Params) -> Result<Filter, TimescaleError> {
+        let list = |field: &str, v: Option<Vec<String>>| -> Result<_, TimescaleError> {
+            match v {
+                Some(v) if v.is_empty() => Err(TimescaleError::BadRequest(format!(
+                    "`{field}`: an empty list matches nothing; leave the field out instead"
+                ))),
+                other => Ok(other),
+            }
+        };
+        let f = Filter {
+            ids: list("ids", p.ids.clone())?,
+            from: p.from.as_ref().map(|t| t.resolve("from")).transpose()?,
+            to: p.to.as_ref().map(|t| t.resolve("to")).transpose()?,
+            level: p.level.as_ref().map(|l| l.resolve("level")).transpose()?,
+            min_level: p
+                .min_level
+                .as_ref()
+                .map(|l| l.resolve("min_level"))
+                .transpose()?,
+            projects: list("project", p.project.clone().map(OneOrMany::into_vec))?,
+            modules: list("module", p.module.clone().map(OneOrMany::into_vec))?,
+            text: p.text.clone().filter(|t| !t.is_empty()),
+        };
+        if let (Some(from), Some(to)) = (f.from, f.to)
+            && from >= to
+        {
+            return Err(TimescaleError::BadRequest(
+                "`from` must be before `to`".to_owned(),
+            ));
+        }
+        if let Some(t) = &f.text {
+            no_nul("text", t)?;
+        }
+        Ok(f)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ids.is_none()
+            && self.from.is_none()
+            && self.to.is_none()
+            && self.level.is_none()
+            && self.min_level.is_none()
+            && self.projects.is_none()
+            && self.modules.is_none()
+            && self.text.is_none()
+    }
+
+    /// Appends ` WHERE TRUE AND ...`.
+    fn push(&self, qb: &mut QueryBuilder<Postgres>) {
+        qb.push(" WHERE TRUE");
+        if let Some(ids) = &self.ids {
+            qb.push(" AND id = ANY(").push_bind(ids.clone()).push(")");
+        }
+        if let Some(from) = self.from {
+            qb.push(" AND ts >= ").push_bind(from);
+        }
+        if let Some(to) = self.to {
+            qb.push(" AND ts < ").push_bind(to);
+        }
+        if let Some(level) = self.level {
+            qb.push(" AND level = ").push_bind(level);
+        }
+        if let Some(level) = self.min_level {
+            qb.push(" AND level >= ").push_bind(level);
+        }
+        for (column, values) in [("project", &self.projects), ("module", &self.modules)] {
+            match values.as_deref() {
+                Some([one]) => {
+                    qb.push(format!(" AND {column} = ")).push_bind(one.clone());
+                }
+                Some(many) => {
+                    qb.push(format!(" AND {column} = ANY("))
+                        .push_bind(many.to_vec())
+                        .push(")");
+                }
+                None => {}
+            }
+        }
+        if let Some(text) = &self.text {
+            let escaped = text
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_");
+            qb.push(" AND message ILIKE ")
+                .push_bind(format!("%{escaped}%"));
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IdBody {
+    id: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteBody {
+    id: Option<String>,
+    ids: Option<Vec<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddBody {
+    records: Vec<InRecord>,
+}
+
+/// A record given to `add`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InRecord {
+    id: Option<String>,
+    timestamp: Option<TimeArg>,
+    level: Option<LevelArg>,
+    project: String,
+    #[serde(default)]
+    module: String,
+    message: String,
+    attributes: Option<Map<String, Value>>,
+}
+
+impl InRecord {
+    /// The record, or the rest of an error message starting after ``records[i].``.
+    fn into_record(self) -> Result<Record, String> {
+        let ts = match &self.timestamp {
+            Some(t) => t.resolve("timestamp").map_err(|e| {
+                let TimescaleError::BadRequest(m) = e else {
+                    return String::new();
+                };
+                m.trim_start_matches('`').to_owned()
+            })?,
+            None => Utc::now(),
+        };
+        let level = match &self.level {
+            Some(l) => l.resolve("level").map_err(|e| {
+                let TimescaleError::BadRequest(m) = e else {
+                    return String::new();
+                };
+                m.trim_start_matches('`').to_owned()
+            })?,
+            None => i16::from(Level::INFO.0),
+        };
+        let id = self
+            .id
+            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let attributes = Value::Object(self.attributes.unwrap_or_default()).to_string();
+        Ok(Record::new(
+            id,
+            ts.timestamp_nanos_opt().unwrap_or(0),
+            Level(level as u8),
+            self.project,
+            self.module,
+            self.message,
+        )
+        .with_attributes(attributes))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    id: String,
+    level: Option<LevelArg>,
+    message: Option<String>,
+    project: Option<String>,
+    module: Option<String>,
+    attributes: Option<Map<String, Value>>,
+    merge_attributes: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SqlBody {
+    query: String,
+    #[serde(default)]
+    write: bool,
+    max_rows: Option<u32>,
+}
+
+fn no_nul(field: &str, value: &str) -> Result<(), TimescaleError> {
+    if value.contains('\0') {
+        Err(TimescaleError::BadRequest(format!(
+            "`{field}` contains a NUL byte, which PostgreSQL text cannot hold"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// A stored record as returned by `query` and `get`.
+#[derive(Debug, Serialize)]
+struct OutRecord {
+    id: String,
+    timestamp: String,
+    timestamp_ns: i64,
+    level: String,
+    project: String,
+    module: String,
+    message: String,
+    attributes: Box<RawValue>,
+}
+
+fn out_record(r: RowTuple) -> Result<OutRecord, TimescaleError> {
+    let (id, ts, level, project, module, message, attributes) = r;
+    let attributes = RawValue::from_string(attributes).map_err(|e| TimescaleError::Db {
+        what: "reading attributes",
+        source: sqlx::Error::Decode(Box::new(e)),
+    })?;
+    Ok(OutRecord {
+        id,
+        timestamp: rfc3339(ts),
+        timestamp_ns: ts.timestamp_nanos_opt().unwrap_or(0),
+        level: level_name(level),
+        project,
+        module,
+        message,
+        attributes,
+    })
+}
+
+fn level_name(level: i16) -> String {
+    match u8::try_from(level) {
+        Ok(l) if l <= 5 => Level(l).name().to_owned(),
+        _ => level.to_string(),
+    }
+}
+
+fn rfc3339(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// The keyset cursor: the last record's time (microseconds, as stored) and id.
+fn encode_cursor(ts: DateTime<Utc>, id: &str) -> String {
+    format!("{}:{id}", ts.timestamp_micros())
+}
+
+fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, String), TimescaleError> {
+    let bad = || {
+        TimescaleError::BadRequest(format!(
+            "`cursor`: `{c}` is not a cursor returned by `query` (as `next`)"
+        ))
+    };
+    let (micros, id) = c.split_once(':').ok_or_else(bad)?;
+    let micros: i64 = micros.parse().map_err(|_| bad())?;
+    let ts = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
+    Ok((ts, id.to_owned()))
+}
+
+/// One result row of `sql` as JSON values.
+fn row_json(row: &PgRow) -> Result<Vec<Value>, TimescaleError> {
+    (0..row.len()).map(|i| value_json(row, i)).collect()
+}
+
+fn value_json(row: &PgRow, i: usize) -> Result<Value, TimescaleError> {
+    let raw = row.try_get_raw(i).map_err(TimescaleError::db("reading a column"))?;
+    if raw.is_null() {
+        return Ok(Value::Null);
+    }
+    let ty: PgTypeInfo = raw.type_info().into_owned();
+    let name = ty.name().to_owned();
+    let column = row.columns()[i].name().to_owned();
+    let decode_err = |e: sqlx::Error| {
+        TimescaleError::BadRequest(format!("column `{column}` ({name}) cannot be read: {e}"))
+    };
+    macro_rules! get {
+        ($t:ty) => {
+            row.try_get::<$t, _>(i).map_err(decode_err)?
+        };
+    }
+    Ok(match name.as_str() {
+        "BOOL" => json!(get!(bool)),
+        "INT2" => json!(get!(i16)),
+        "INT4" => json!(get!(i32)),
+        "INT8" => json!(get!(i64)),
+        "OID" => json!(get!(sqlx::postgres::types::Oid).0),
+        "FLOAT4" => json!(get!(f32)),
+        "FLOAT8" => json!(get!(f64)),
+        "NUMERIC" => numeric_json(raw.as_bytes().map_err(|e| {
+            TimescaleError::BadRequest(format!("column `{column}` (NUMERIC): {e}"))
+        })?),
+        "TEXT" | "VARCHAR" | "BPCHAR" | "CHAR" | "NAME" | "UNKNOWN" | "CITEXT" => {
+            json!(get!(String))
+        }
+        "JSON" | "JSONB" => get!(sqlx::types::Json<Value>).0,
+        "TIMESTAMPTZ" => json!(rfc3339(get!(DateTime<Utc>))),
+        "TIMESTAMP" => json!(get!(NaiveDateTime).to_string()),
+        "DATE" => json!(get!(NaiveDate).to_string()),
+        "TIME" => json!(get!(NaiveTime).to_string()),
+        "VOID" => Value::Null,
+        "BYTEA" => {
+            let bytes = get!(Vec<u8>);
+            let mut s = String::with_capacity(2 + bytes.len() * 2);
+            s.push_str("\\x");
+            for b in bytes {
+                s.push_str(&format!("{b:02x}"));
+            }
+            json!(s)
+        }
+        "UUID" => {
+            let b = raw.as_bytes().map_err(|e| {
+                TimescaleError::BadRequest(format!("column `{column}` (UUID): {e}"))
+            })?;
+            match uuid::Uuid::from_slice(b) {
+                Ok(u) => json!(u.to_string()),
+                Err(e) => return Err(TimescaleError::BadRequest(format!("column `{column}` (UUID): {e}"))),
+            }
+        }
+        "TEXT[]" | "VARCHAR[]" | "NAME[]" => json!(get!(Vec<String>)),
+        "INT2[]" => json!(get!(Vec<i16>)),
+        "INT4[]" => json!(get!(Vec<i32>)),
+        "INT8[]" => json!(get!(Vec<i64>)),
+        "FLOAT8[]" => json!(get!(Vec<f64>)),
+        "BOOL[]" => json!(get!(Vec<bool>)),
+        other => {
+            return Err(TimescaleError::BadRequest(format!(
+                "column `{column}` has type {}, which `sql` cannot return as JSON; cast it (`::text`)",
+                other.to_lowercase()
+            )));
+        }
+    })
+}
+
+/// PostgreSQL's binary NUMERIC (base-10000 digits) as a JSON number (or "NaN"/"Infinity").
+fn numeric_json(b: &[u8]) -> Value {
+    let word = |at: usize| -> u16 {
+        b.get(at..at + 2)
+            .map_or(0, |w| u16::from_be_bytes([w[0], w[1]]))
+    };
+    let ndigits = usize::from(word(0));
+    let weight = i32::from(word(2) as i16);
+    let sign = word(4);
+    let dscale = word(6);
+    match sign {
+        0xC000 => return json!("NaN"),
+        0xD000 => return json!("Infinity"),
+        0xF000 => return json!("-Infinity"),
+        _ => {}
+    }
+    let mut v = 0f64;
+    for d in 0..ndigits {
+        let digit = f64::from(word(8 + 2 * d));
+        v += digit * 10000f64.powi(weight - d as i32);
+    }
+    if sign == 0x4000 {
+        v = -v;
+    }
+    if dscale == 0 && v.abs() < 9.0e15 {
+        json!(v as i64)
+    } else {
+        serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let ts = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let c = encode_cursor(ts, "a:b");
+        assert_eq!(decode_cursor(&c).unwrap(), (ts, "a:b".to_owned()));
+        assert!(decode_cursor("nonsense").is_err());
+    }
+
+    #[test]
+    fn numerics() {
+        // 12345.678: ndigits 3, weight 1, sign 0, dscale 3, digits 1 2345 6780
+        let b = [0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c];
+        assert_eq!(numeric_json(&b), json!(12345.678));
+        let b = [0, 1, 0, 0, 0x40, 0, 0, 0, 0, 42];
+        assert_eq!(numeric_json(&b), json!(-42));
+    }
+
+    #[test]
+    fn bodies_name_the_bad_field() {
+        let e = parse::<Params>("query", r#"{"levle": 1}"#).unwrap_err();
+        assert!(e.to_string().contains("levle"), "{e}");
+        let p: Params = parse("query", r#"{"from": "nope"}"#).unwrap();
+        let e = Filter::from_params(&p).unwrap_err();
+        assert!(e.to_string().contains("`from`"), "{e}");
+    }
+}

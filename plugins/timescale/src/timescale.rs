@@ -1,0 +1,146 @@
+//! The connector: connects and migrates at start, writes batches, answers requests, runs the
+//! retention task (plain PostgreSQL), closes the pool at shutdown.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use logrelay_plugin_api::{Context, Plugin, PluginError, Record};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{Executor, PgPool};
+
+use crate::api::Api;
+use crate::config::{Config, Settings};
+use crate::error::TimescaleError;
+use crate::retention;
+use crate::schema::{self, Storage};
+
+/// The `timescale` connector: a PostgreSQL store, a TimescaleDB hypertable when it can be.
+pub struct Timescale {
+    api: Api,
+    retention: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Timescale {
+    /// Opens the pool (one connection at once, so an unreachable server fails the start).
+    async fn connect(s: &Settings) -> Result<PgPool, TimescaleError> {
+        let options = PgPoolOptions::new()
+            .max_connections(s.max_connections)
+            .acquire_timeout(s.acquire_timeout.max(s.connect_timeout));
+        match tokio::time::timeout(s.connect_timeout, options.connect_with(s.connect.clone())).await
+        {
+            Ok(Ok(pool)) => Ok(pool),
+            Ok(Err(source)) => {
+                if crate::error::is_connection_error(&source) {
+                    Err(TimescaleError::Unreachable {
+                        address: s.address.clone(),
+                        source,
+                    })
+                } else {
+                    Err(TimescaleError::Db {
+                        what: "connecting",
+                        source,
+                    })
+                }
+            }
+            Err(_) => Err(TimescaleError::ConnectTimeout {
+                address: s.address.clone(),
+                ms: s.connect_timeout.as_millis(),
+            }),
+        }
+    }
+
+    async fn start(config: Config) -> Result<Timescale, TimescaleError> {
+        let settings = Settings::from_config(config)?;
+        let pool = Self::connect(&settings).await?;
+        let info = schema::migrate(&pool, &settings).await?;
+        let t = settings.qualified();
+        match &info.storage {
+            Storage::Hypertable { version } => tracing::info!(
+                table = %t,
+                timescaledb = %version,
+                compress_after = ?settings.compress_after,
+                retention = ?settings.retention,
+                applied = ?info.applied,
+                "TimescaleDB found: records go to a hypertable, old chunks are compressed and dropped by its policies."
+            ),
+            Storage::Plain => tracing::info!(
+                table = %t,
+                retention = ?settings.retention,
+                message_index = info.message_trigram,
+                applied = ?info.applied,
+                "TimescaleDB not available: records go to a plain table with B-tree and BRIN indexes; retention by batched deletes."
+            ),
+        }
+        let retention = match (&info.storage, settings.retention) {
+            (Storage::Plain, Some(_)) => Some(retention::spawn(
+                pool.clone(),
+                settings.clone(),
+                info.storage.clone(),
+            )),
+            _ => None,
+        };
+        Ok(Timescale {
+            api: Api::new(pool, Arc::new(settings), Arc::new(info)),
+            retention: Mutex::new(retention),
+        })
+    }
+}
+
+impl Plugin for Timescale {
+    type Config = Config;
+    const TYPE_NAME: &'static str = "timescale";
+    const VERSION: &'static str = env!("CARGO_PKG_VERSION");
+    const DESCRIPTION: &'static str =
+        "stores logs in PostgreSQL (a TimescaleDB hypertable when available) and answers queries";
+    const EXAMPLE_CONFIG: &'static str = include_str!("../example-config.toml");
+    const CAPABILITIES: &'static [&'static str] = &["store"];
+    const WORKER_THREADS: usize = 2;
+
+    async fn new(config: Config, _ctx: Context) -> Result<Self, PluginError> {
+        Ok(Timescale::start(config).await?)
+    }
+
+    async fn handle_batch(&self, batch: &[Record]) -> Result<(), PluginError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (_, refused) = self.api.writer.write(batch).await?;
+        match refused.first() {
+            None => Ok(()),
+            Some((i, reason)) => Err(PluginError::permanent(format!(
+                "{} of {} records refused (the others are stored); record {i}: {reason}",
+                refused.len(),
+                batch.len()
+            ))
+            .with_bad_records(refused.iter().map(|(i, _)| *i))),
+        }
+    }
+
+    async fn healthcheck(&self) -> Result<(), PluginError> {
+        self.api
+            .pool
+            .execute("SELECT 1")
+            .await
+            .map_err(|source| TimescaleError::Unreachable {
+                address: self.api.settings.address.clone(),
+                source,
+            })?;
+        Ok(())
+    }
+
+    async fn request(&self, method: &str, body: &str) -> Result<String, PluginError> {
+        Ok(self.api.handle(method, body).await?)
+    }
+
+    async fn shutdown(&self) -> Result<(), PluginError> {
+        if let Some(task) = self
+            .retention
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            task.abort();
+        }
+        self.api.pool.close().await;
+        Ok(())
+    }
+}

@@ -1,0 +1,164 @@
+//! Writes: one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING` per batch.
+//!
+//! Records PostgreSQL cannot store are found before writing (NUL bytes in text, attributes
+//! that are not a JSON object). When the server still refuses the batch for a value (a data
+//! exception, SQLSTATE class 22 or 23), the batch is split in halves until the refused rows are
+//! alone; every other row is written. A connection error at any point is returned as is: the
+//! host retries the whole batch, and rows already written are ignored then (same id and time).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use logrelay_plugin_api::Record;
+use serde::de::IgnoredAny;
+use sqlx::{AssertSqlSafe, PgPool};
+
+use crate::error::{TimescaleError, is_data_error};
+
+/// The write side of the store.
+#[derive(Debug, Clone)]
+pub struct Writer {
+    pool: PgPool,
+    insert_sql: Arc<str>,
+}
+
+/// A refused record: its index in the batch and why.
+pub type Refused = (u32, String);
+
+impl Writer {
+    /// A writer into `table` (already quoted and qualified).
+    pub fn new(pool: PgPool, table: &str) -> Writer {
+        let insert_sql = format!(
+            "INSERT INTO {table} (id, ts, level, project, module, message, attributes)
+             SELECT u.id, u.ts, u.level, u.project, u.module, u.message, u.attributes::jsonb
+             FROM UNNEST($1::text[], $2::timestamptz[], $3::int2[], $4::text[], $5::text[], $6::text[], $7::text[])
+                  AS u(id, ts, level, project, module, message, attributes)
+             ON CONFLICT DO NOTHING"
+        );
+        Writer {
+            pool,
+            insert_sql: Arc::from(insert_sql),
+        }
+    }
+
+    /// Writes every good record of `batch`; returns how many rows were new and which records
+    /// were refused (by index, with the reason).
+    pub async fn write(&self, batch: &[Record]) -> Result<(u64, Vec<Refused>), TimescaleError> {
+        let mut refused = Vec::new();
+        let mut good: Vec<u32> = Vec::with_capacity(batch.len());
+        for (i, r) in batch.iter().enumerate() {
+            match check_record(r) {
+                Ok(()) => good.push(i as u32),
+                Err(reason) => refused.push((i as u32, reason)),
+            }
+        }
+        let mut inserted = 0;
+        if good.is_empty() {
+            return Ok((0, refused));
+        }
+        // Ranges of `good` still to write; a refused range is split until its bad rows are alone.
+        let mut todo = vec![(0usize, good.len())];
+        while let Some((start, end)) = todo.pop() {
+            let part = &good[start..end];
+            match self.insert(batch, part).await {
+                Ok(n) => inserted += n,
+                Err(e) if is_data_error(&e) => {
+                    if part.len() == 1 {
+                        let reason = match &e {
+                            sqlx::Error::Database(d) => d.message().to_owned(),
+                            other => other.to_string(),
+                        };
+                        refused.push((part[0], format!("refused by PostgreSQL: {reason}")));
+                    } else {
+                        let mid = start + part.len() / 2;
+                        todo.push((mid, end));
+                        todo.push((start, mid));
+                    }
+                }
+                Err(source) => {
+                    return Err(TimescaleError::Db {
+                        what: "writing a batch",
+                        source,
+                    });
+                }
+            }
+        }
+        refused.sort_by_key(|(i, _)| *i);
+        Ok((inserted, refused))
+    }
+
+    /// One statement for the records of `batch` at `indices`.
+    async fn insert(&self, batch: &[Record], indices: &[u32]) -> Result<u64, sqlx::Error> {
+        let n = indices.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut ts: Vec<DateTime<Utc>> = Vec::with_capacity(n);
+        let mut levels: Vec<i16> = Vec::with_capacity(n);
+        let mut projects = Vec::with_capacity(n);
+        let mut modules = Vec::with_capacity(n);
+        let mut messages = Vec::with_capacity(n);
+        let mut attributes = Vec::with_capacity(n);
+        for &i in indices {
+            let r = &batch[i as usize];
+            ids.push(r.id.as_str());
+            ts.push(DateTime::from_timestamp_nanos(r.timestamp_ns));
+            levels.push(i16::from(r.level.0));
+            projects.push(r.project.as_str());
+            modules.push(r.module.as_str());
+            messages.push(r.message.as_str());
+            let a = r.attributes.as_str();
+            attributes.push(if a.trim().is_empty() { "{}" } else { a });
+        }
+        let result = sqlx::query(AssertSqlSafe(self.insert_sql.clone()))
+            .bind(&ids)
+            .bind(&ts)
+            .bind(&levels)
+            .bind(&projects)
+            .bind(&modules)
+            .bind(&messages)
+            .bind(&attributes)
+            .execute(&self.pool)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}
+
+/// What PostgreSQL would refuse, checked before writing.
+pub fn check_record(r: &Record) -> Result<(), String> {
+    for (field, value) in [
+        ("id", r.id.as_str()),
+        ("project", r.project.as_str()),
+        ("module", r.module.as_str()),
+        ("message", r.message.as_str()),
+    ] {
+        if value.contains('\0') {
+            return Err(format!(
+                "`{field}` contains a NUL byte, which PostgreSQL text cannot hold"
+            ));
+        }
+    }
+    let a = r.attributes.as_str().trim();
+    if a.is_empty() {
+        return Ok(());
+    }
+    if !a.starts_with('{') || serde_json::from_str::<IgnoredAny>(a).is_err() {
+        return Err("`attributes` is not a JSON object".to_owned());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use logrelay_plugin_api::Level;
+
+    #[test]
+    fn checks() {
+        let r = Record::new("a", 0, Level::INFO, "p", "m", "hello");
+        assert!(check_record(&r).is_ok());
+        assert!(check_record(&r.clone().with_attributes(r#"{"a":1}"#)).is_ok());
+        assert!(check_record(&r.clone().with_attributes("[1]")).is_err());
+        assert!(check_record(&r.clone().with_attributes("{broken")).is_err());
+        let nul = Record::new("a", 0, Level::INFO, "p", "m", "he\0llo");
+        assert!(check_record(&nul).unwrap_err().contains("`message`"));
+    }
+}
