@@ -11,6 +11,10 @@ use super::timestamp::{TimestampCache, TimestampFormat};
 use super::{FormatError, Renderer};
 use crate::abi::{Level, Record};
 
+mod keyed;
+
+pub use keyed::KeyedFormat;
+
 /// Styles are resolved per level: the six known levels, then one slot for any other value.
 const LEVEL_SLOTS: usize = Level::ALL.len() + 1;
 

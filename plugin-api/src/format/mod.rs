@@ -37,7 +37,7 @@ mod spec;
 mod style;
 mod timestamp;
 
-pub use layout::Layout;
+pub use layout::{KeyedFormat, Layout};
 pub use spec::{
     AttributesFormat, ColorSpec, LayoutSpec, LevelCase, StyleSpec, StyleTable, Timezone,
 };
