@@ -121,6 +121,21 @@ async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
         );
     }
     tokio::spawn(engine.clone().watchdog());
+    tokio::spawn(engine.clone().health_loop(settings.healthcheck_interval));
+    let stats = Arc::new(IntakeStats::default());
+    let admin = crate::admin::AdminState {
+        engine: engine.clone(),
+        intake: stats.clone(),
+    };
+    let bound = crate::admin::serve(settings.admin_addr, admin)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on LOGRELAY_ADMIN_ADDR={} for metrics and health",
+                settings.admin_addr
+            )
+        })?;
+    tracing::info!(addr = %bound, "Serving /metrics and /health.");
     let (stop_tx, stop_rx) = watch::channel(false);
     let signalled = engine.clone();
     let shutdown_timeout = settings.shutdown_timeout;
@@ -133,7 +148,6 @@ async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
         signalled.stop_retrying();
         let _ = stop_tx.send(true);
     });
-    let stats = Arc::new(IntakeStats::default());
     intake::run(
         settings.clone(),
         engine.clone(),

@@ -65,6 +65,66 @@ pub struct InstanceStats {
     pub records_rejected: AtomicU64,
     /// Records a best-effort instance was too slow to take.
     pub records_dropped: AtomicU64,
+    /// How long `handle_batch` calls take.
+    pub call_seconds: Histogram,
+}
+
+/// A latency histogram with fixed buckets, updated without locks.
+#[derive(Debug)]
+pub struct Histogram {
+    counts: [AtomicU64; HISTOGRAM_BOUNDS.len()],
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+}
+
+/// Upper bounds (seconds) of the histogram buckets; `+Inf` is implied.
+pub const HISTOGRAM_BOUNDS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            counts: std::array::from_fn(|_| AtomicU64::new(0)),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = HISTOGRAM_BOUNDS.iter().position(|b| secs <= *b)
+            && let Some(c) = self.counts.get(i)
+        {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Cumulative counts per bucket bound, the total count and the sum in seconds.
+    pub fn snapshot(&self) -> (Vec<(f64, u64)>, u64, f64) {
+        let mut acc = 0;
+        let buckets = HISTOGRAM_BOUNDS
+            .iter()
+            .zip(&self.counts)
+            .map(|(b, c)| {
+                acc += c.load(Ordering::Relaxed);
+                (*b, acc)
+            })
+            .collect();
+        (
+            buckets,
+            self.count.load(Ordering::Relaxed),
+            self.sum_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        )
+    }
 }
 
 /// One running instance.
@@ -83,9 +143,71 @@ pub struct Instance {
     busy_since_ms: AtomicU64,
     tx: Mutex<Option<mpsc::Sender<Job>>>,
     last_drop_warning: Mutex<Option<Instant>>,
+    /// The last periodic health check's failure, if it failed.
+    unhealthy: Mutex<Option<String>>,
+    capacity: usize,
+}
+
+/// What `/health` says of an instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InstanceHealth {
+    /// Working.
+    Ok,
+    /// Its last health check failed; it still receives batches (and retries them).
+    Unhealthy(String),
+    /// Disabled for good (fatal error, panic, hung call) until the host restarts.
+    Disabled(String),
 }
 
 impl Instance {
+    /// The instance's state for `/health`.
+    pub fn health(&self) -> InstanceHealth {
+        if self.is_disabled() {
+            return InstanceHealth::Disabled(self.disabled_reason().unwrap_or_default());
+        }
+        match self
+            .unhealthy
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
+            Some(reason) => InstanceHealth::Unhealthy(reason),
+            None => InstanceHealth::Ok,
+        }
+    }
+
+    /// Batches queued for the instance's worker.
+    pub fn channel_depth(&self) -> usize {
+        self.sender()
+            .map(|tx| self.capacity.saturating_sub(tx.capacity()))
+            .unwrap_or(0)
+    }
+
+    /// Runs the instance's health check (blocking) and records the result.
+    pub fn run_healthcheck(&self) -> InstanceHealth {
+        if !self.is_disabled() {
+            let result = self.plugin.healthcheck().into_result();
+            let mut state = self
+                .unhealthy
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match result {
+                Ok(()) => {
+                    if state.take().is_some() {
+                        tracing::info!(plugin = %self.spec.name, "Instance healthy again.");
+                    }
+                }
+                Err(e) => {
+                    if state.is_none() {
+                        tracing::warn!(plugin = %self.spec.name, error = %e.message, "Health check failed.");
+                    }
+                    *state = Some(e.message.to_string());
+                }
+            }
+        }
+        self.health()
+    }
+
     /// True once the instance was disabled (fatal error, panic, hung call).
     pub fn is_disabled(&self) -> bool {
         self.disabled.load(Ordering::Acquire)
@@ -461,6 +583,8 @@ impl Engine {
                 busy_since_ms: AtomicU64::new(0),
                 tx: Mutex::new(Some(tx)),
                 last_drop_warning: Mutex::new(None),
+                unhealthy: Mutex::new(None),
+                capacity: options.channel_capacity,
             });
             let (done_tx, done_rx) = std::sync::mpsc::channel();
             let worker = Worker {
@@ -682,6 +806,23 @@ impl Engine {
         }
     }
 
+    /// Runs every instance's health check every `period` until the engine is shut down.
+    pub async fn health_loop(self: Arc<Self>, period: Duration) {
+        loop {
+            tokio::time::sleep(period).await;
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let engine = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for inst in &engine.instances {
+                    inst.run_healthcheck();
+                }
+            })
+            .await;
+        }
+    }
+
     /// Stops the engine: retries give up, every worker finishes its queue, calls its instance's
     /// `shutdown`, and exits. Waits for the workers until `deadline`. Blocking.
     pub fn shutdown(&self, deadline: Instant) {
@@ -767,12 +908,14 @@ impl Worker {
         loop {
             let started = (self.epoch.elapsed().as_millis() as u64).max(1);
             self.inst.busy_since_ms.store(started, Ordering::Release);
+            let call_started = Instant::now();
             let result = self
                 .inst
                 .plugin
                 .handle_batch(RSlice::from_slice(records))
                 .into_result();
             self.inst.busy_since_ms.store(0, Ordering::Release);
+            self.inst.stats.call_seconds.observe(call_started.elapsed());
             if self.inst.is_disabled() {
                 // The watchdog gave up on this call while it ran; it has been accounted for.
                 return Outcome::Failed(self.disabled_message());

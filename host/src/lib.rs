@@ -2,6 +2,7 @@
 //!
 //! `docs/ARCHITECTURE.md` describes how the pieces fit together.
 
+pub mod admin;
 pub mod cli;
 pub mod config;
 pub mod decode;

@@ -132,6 +132,8 @@ pub struct Settings {
     pub shutdown_timeout: Duration,
     /// `LOGRELAY_RETRY_MAX_MS`: the longest wait between retries of a failing batch.
     pub retry_max: Duration,
+    /// `LOGRELAY_HEALTHCHECK_INTERVAL_MS`: how often every instance's health check runs.
+    pub healthcheck_interval: Duration,
     /// `LOGRELAY_DEFAULT_PROJECT`: project of records that name none.
     pub default_project: String,
     /// `LOGRELAY_DEFAULT_MODULE`: module of records that name none.
@@ -347,6 +349,12 @@ impl Settings {
             call_timeout: r.millis("LOGRELAY_CALL_TIMEOUT_MS", 30_000, 10, 3_600_000),
             shutdown_timeout: r.millis("LOGRELAY_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
             retry_max: r.millis("LOGRELAY_RETRY_MAX_MS", 30_000, 10, 3_600_000),
+            healthcheck_interval: r.millis(
+                "LOGRELAY_HEALTHCHECK_INTERVAL_MS",
+                10_000,
+                100,
+                3_600_000,
+            ),
             default_project: r.get("LOGRELAY_DEFAULT_PROJECT", "default".to_owned(), label),
             default_module: r.get("LOGRELAY_DEFAULT_MODULE", "default".to_owned(), label),
         };

@@ -312,3 +312,104 @@ async fn a_slow_required_instance_keeps_memory_bounded() {
     );
     delete(&ch, &queue).await;
 }
+
+/// A plain HTTP/1.1 GET on 127.0.0.1: (status, body).
+fn http_get(addr: &str, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.local_addr().expect("addr").to_string()
+}
+
+fn metric(body: &str, line_start: &str) -> Option<u64> {
+    body.lines()
+        .find(|l| l.starts_with(line_start))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_move_and_health_follows_the_instance() {
+    let _broker = broker_shared().await;
+    let queue = unique("admin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let flag = dir.path().join("sick");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        format!(
+            "[plugins.sink]\ntype = \"fixture\"\nconfig = {{ fail_while_exists = {flag:?} }}\n"
+        ),
+    )
+    .expect("write");
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    let addr = free_addr();
+    let env = [
+        ("LOGRELAY_QUEUE", queue.clone()),
+        ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
+        ("LOGRELAY_ADMIN_ADDR", addr.clone()),
+        ("LOGRELAY_HEALTHCHECK_INTERVAL_MS", "200".to_owned()),
+    ];
+    let mut host = logrelay(dir.path(), &env)
+        .arg("run")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            http_get(&addr, "/health").is_some_and(|(s, _)| s == 200)
+        }),
+        "health never turned green"
+    );
+    crate::common::publish(&ch, &queue, &logs("adm", 40)).await;
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            http_get(&addr, "/metrics").is_some_and(|(_, b)| {
+                metric(&b, "logrelay_acked_total ") == Some(40)
+                    && metric(
+                        &b,
+                        "logrelay_instance_records_total{instance=\"sink\",outcome=\"ok\"}",
+                    ) == Some(40)
+            })
+        }),
+        "metrics did not count the 40 records"
+    );
+    let (_, body) = http_get(&addr, "/metrics").expect("metrics");
+    assert!(
+        body.contains("logrelay_dispatch_seconds_count{instance=\"sink\"}"),
+        "{body}"
+    );
+    assert_eq!(metric(&body, "logrelay_messages_received_total "), Some(40));
+
+    std::fs::write(&flag, "").expect("flag");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            http_get(&addr, "/health").is_some_and(|(s, b)| s == 503 && b.contains("\"unhealthy\""))
+        }),
+        "health did not turn red with a failing required instance"
+    );
+    std::fs::remove_file(&flag).expect("unflag");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            http_get(&addr, "/health").is_some_and(|(s, _)| s == 200)
+        }),
+        "health did not turn green again"
+    );
+    sigterm(&host);
+    assert!(wait_exit(&mut host, Duration::from_secs(20)).success());
+    delete(&ch, &queue).await;
+}

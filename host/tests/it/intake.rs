@@ -199,11 +199,11 @@ async fn a_failing_required_instance_holds_the_ack_and_nothing_is_lost() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
     let flag = dir.path().join("failing");
-    std::fs::write(&flag, "").expect("flag");
     let (_conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
     let plugins = fixture(&ids, &format!(", fail_while_exists = {flag:?}"));
     let host = start_host(settings_for(&queue, &[]), &plugins);
+    std::fs::write(&flag, "").expect("flag");
     publish(&ch, &queue, &logs("held", 50)).await;
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert!(read_ids(&ids).is_empty());
