@@ -82,8 +82,8 @@ impl Api {
             "sql" => self.sql(parse(method, body)?).await?,
             "retention_run" => {
                 let _: Empty = parse(method, body)?;
-                let n = retention::run_once(&self.pool, &self.settings, &self.schema.storage)
-                    .await?;
+                let n =
+                    retention::run_once(&self.pool, &self.settings, &self.schema.storage).await?;
                 let unit = match self.schema.storage {
                     schema::Storage::Plain => "rows",
                     schema::Storage::Hypertable { .. } => "chunks",
@@ -149,7 +149,10 @@ impl Api {
         } else {
             None
         };
-        let records = rows.into_iter().map(out_record).collect::<Result<Vec<_>, _>>()?;
+        let records = rows
+            .into_iter()
+            .map(out_record)
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(json!({ "records": records, "next": next }))
     }
 
@@ -174,12 +177,11 @@ impl Api {
     async fn add(&self, b: AddBody) -> Result<Value, TimescaleError> {
         let mut records = Vec::with_capacity(b.records.len());
         for (i, r) in b.records.into_iter().enumerate() {
-            let record = r.into_record().map_err(|e| {
-                TimescaleError::BadRequest(format!("`records[{i}].{e}"))
-            })?;
-            check_record(&record).map_err(|e| {
-                TimescaleError::BadRequest(format!("`records[{i}]`: {e}"))
-            })?;
+            let record = r
+                .into_record()
+                .map_err(|e| TimescaleError::BadRequest(format!("`records[{i}].{e}")))?;
+            check_record(&record)
+                .map_err(|e| TimescaleError::BadRequest(format!("`records[{i}]`: {e}")))?;
             records.push(record);
         }
         let (inserted, refused) = self.writer.write(&records).await?;
@@ -355,11 +357,9 @@ impl Api {
         if b.query.trim().is_empty() {
             return Err(TimescaleError::BadRequest("`query` is empty".to_owned()));
         }
-        let max_rows = b
-            .max_rows
-            .map_or(self.settings.sql_max_rows, |n| {
-                (n as usize).min(self.settings.sql_max_rows)
-            });
+        let max_rows = b.max_rows.map_or(self.settings.sql_max_rows, |n| {
+            (n as usize).min(self.settings.sql_max_rows)
+        });
         let mut tx = self
             .pool
             .begin()
@@ -408,9 +408,7 @@ impl Api {
             }
         }
         if b.write {
-            tx.commit()
-                .await
-                .map_err(rejected("sql (commit)"))?;
+            tx.commit().await.map_err(rejected("sql (commit)"))?;
         } else {
             tx.rollback()
                 .await
@@ -430,7 +428,9 @@ impl Api {
 /// caller's (`permanent`); a connection error stays transient.
 fn rejected(what: &'static str) -> impl FnOnce(sqlx::Error) -> TimescaleError {
     move |e| {
-        if is_connection_error(&e) && !matches!(crate::error::sqlstate(&e).as_deref(), Some("57014")) {
+        if is_connection_error(&e)
+            && !matches!(crate::error::sqlstate(&e).as_deref(), Some("57014"))
+        {
             TimescaleError::Db { what, source: e }
         } else {
             let reason = match &e {
@@ -719,9 +719,7 @@ impl InRecord {
             })?,
             None => i16::from(Level::INFO.0),
         };
-        let id = self
-            .id
-            .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+        let id = self.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
         let attributes = Value::Object(self.attributes.unwrap_or_default()).to_string();
         Ok(Record::new(
             id,
@@ -831,7 +829,9 @@ fn row_json(row: &PgRow) -> Result<Vec<Value>, TimescaleError> {
 }
 
 fn value_json(row: &PgRow, i: usize) -> Result<Value, TimescaleError> {
-    let raw = row.try_get_raw(i).map_err(TimescaleError::db("reading a column"))?;
+    let raw = row
+        .try_get_raw(i)
+        .map_err(TimescaleError::db("reading a column"))?;
     if raw.is_null() {
         return Ok(Value::Null);
     }
@@ -881,7 +881,11 @@ fn value_json(row: &PgRow, i: usize) -> Result<Value, TimescaleError> {
             })?;
             match uuid::Uuid::from_slice(b) {
                 Ok(u) => json!(u.to_string()),
-                Err(e) => return Err(TimescaleError::BadRequest(format!("column `{column}` (UUID): {e}"))),
+                Err(e) => {
+                    return Err(TimescaleError::BadRequest(format!(
+                        "column `{column}` (UUID): {e}"
+                    )));
+                }
             }
         }
         "TEXT[]" | "VARCHAR[]" | "NAME[]" => json!(get!(Vec<String>)),

@@ -224,7 +224,10 @@ impl Settings {
         let required = |field: &'static str, text: &str| -> Result<Duration, TimescaleError> {
             match parse_duration(text).map_err(|r| bad(field, r))? {
                 Some(d) if !d.is_zero() => Ok(d),
-                _ => Err(bad(field, format!("`{text}`: a positive duration is needed"))),
+                _ => Err(bad(
+                    field,
+                    format!("`{text}`: a positive duration is needed"),
+                )),
             }
         };
         let optional = |field: &'static str, text: &str| {
@@ -292,7 +295,9 @@ pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
     let mut rest = t.as_str();
     while !rest.is_empty() {
         rest = rest.trim_start();
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
         if digits == 0 {
             return Err(format!(
                 "`{text}` is not a duration (write e.g. `30d`, `12h`, `1h30m`, `off`)"
@@ -339,10 +344,19 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30d"), Ok(Some(Duration::from_secs(30 * 86_400))));
+        assert_eq!(
+            parse_duration("30d"),
+            Ok(Some(Duration::from_secs(30 * 86_400)))
+        );
         assert_eq!(parse_duration("1h30m"), Ok(Some(Duration::from_secs(5400))));
-        assert_eq!(parse_duration("2 weeks"), Ok(Some(Duration::from_secs(14 * 86_400))));
-        assert_eq!(parse_duration("500ms"), Ok(Some(Duration::from_millis(500))));
+        assert_eq!(
+            parse_duration("2 weeks"),
+            Ok(Some(Duration::from_secs(14 * 86_400)))
+        );
+        assert_eq!(
+            parse_duration("500ms"),
+            Ok(Some(Duration::from_millis(500)))
+        );
         assert_eq!(parse_duration("off"), Ok(None));
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("3 fortnights").is_err());

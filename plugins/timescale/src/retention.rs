@@ -59,7 +59,9 @@ pub fn spawn(pool: PgPool, s: Settings, storage: Storage) -> tokio::task::JoinHa
     tokio::spawn(async move {
         loop {
             match run_once(&pool, &s, &storage).await {
-                Ok(0) => tracing::debug!(table = %s.qualified(), "Retention pass: nothing to delete."),
+                Ok(0) => {
+                    tracing::debug!(table = %s.qualified(), "Retention pass: nothing to delete.")
+                }
                 Ok(n) => {
                     tracing::info!(table = %s.qualified(), deleted = n, "Retention pass deleted old records.");
                 }

@@ -191,9 +191,7 @@ pub async fn migrate(pool: &PgPool, s: &Settings) -> Result<SchemaInfo, Timescal
                 "CREATE INDEX IF NOT EXISTS \"{table}_project_ts_idx\" ON {t} (project, ts, id)"
             ),
             format!("CREATE INDEX IF NOT EXISTS \"{table}_level_ts_idx\" ON {t} (level, ts, id)"),
-            format!(
-                "CREATE INDEX IF NOT EXISTS \"{table}_module_ts_idx\" ON {t} (module, ts, id)"
-            ),
+            format!("CREATE INDEX IF NOT EXISTS \"{table}_module_ts_idx\" ON {t} (module, ts, id)"),
         ],
     ));
 

@@ -1,0 +1,222 @@
+//! Start-up, schema, writes, retention and the TimescaleDB branch.
+
+use logrelay_plugin_api::testing::{Harness, check_example_config, conformance};
+use logrelay_plugin_api::{ErrorKind, Level, Record};
+use logrelay_timescale::Timescale;
+use serde_json::json;
+
+use crate::common::{TestDb, count, ok, pg_shared, records};
+
+#[test]
+fn passes_the_conformance_checks() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    conformance::<Timescale>(&db.config("")).unwrap_or_else(|e| panic!("{e}"));
+}
+
+#[test]
+fn example_config_parses_and_manifest_says_store() {
+    check_example_config::<Timescale>().unwrap_or_else(|e| panic!("{e}"));
+    let m = logrelay_plugin_api::export::manifest_of::<Timescale>();
+    assert_eq!(m.type_name.as_str(), "timescale");
+    assert!(m.capabilities.iter().any(|c| c.as_str() == "store"));
+}
+
+#[test]
+fn an_unreachable_server_is_named_by_host_and_port() {
+    let err = Harness::start::<Timescale>(
+        "url = \"postgres://postgres@127.0.0.1:1/x\"\nconnect_timeout_ms = 3000\n",
+    )
+    .err()
+    .expect("nothing listens on port 1");
+    assert_eq!(err.kind, ErrorKind::TRANSIENT, "{err}");
+    assert!(err.message.contains("127.0.0.1:1"), "{err}");
+    assert!(
+        !err.message.contains("postgres://"),
+        "no URL in messages: {err}"
+    );
+}
+
+#[test]
+fn bad_options_are_config_errors_naming_the_option() {
+    for (extra, field) in [
+        ("table = \"Bad-Name\"", "`table`"),
+        ("retention = \"30\"", "`retention`"),
+        ("max_connections = 0", "`max_connections`"),
+        ("colour = \"red\"", "colour"),
+    ] {
+        let err = Harness::start::<Timescale>(&format!(
+            "url = \"postgres://postgres@127.0.0.1:5432/postgres\"\n{extra}\n"
+        ))
+        .err()
+        .unwrap_or_else(|| panic!("{extra} accepted"));
+        assert_eq!(err.kind, ErrorKind::CONFIG, "{extra}: {err}");
+        assert!(err.message.contains(field), "{extra}: {err}");
+    }
+    let err = Harness::start::<Timescale>("url = \"\"\n")
+        .err()
+        .expect("empty url");
+    assert!(err.message.contains("LOGRELAY_DATABASE_URL"), "{err}");
+    let _pg = pg_shared();
+    let err = Harness::start::<Timescale>(
+        "url = \"postgres://postgres@127.0.0.1:5432/logrelay_no_such_database\"\n",
+    )
+    .err()
+    .expect("missing database");
+    assert_eq!(err.kind, ErrorKind::CONFIG, "{err}");
+}
+
+#[test]
+fn batches_are_stored_once_even_when_redelivered() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let batch = records(0, 1000);
+    h.handle_batch(&batch).expect("first delivery");
+    h.handle_batch(&batch).expect("redelivery");
+    h.handle_batch(&records(500, 1000))
+        .expect("overlapping batch");
+    assert_eq!(count(&h), 1500);
+    let r = ok(&h, "get", json!({"id": "r000042"}));
+    assert_eq!(r["message"], "message number 42");
+    assert_eq!(r["timestamp_ns"], T0_PLUS(42));
+    assert_eq!(r["level"], "trace");
+    assert_eq!(r["attributes"], json!({"seq": 42}));
+    h.shutdown().expect("shutdown");
+}
+
+#[allow(non_snake_case)]
+fn T0_PLUS(i: i64) -> i64 {
+    crate::common::T0 + i * 1_000_000
+}
+
+#[test]
+fn refused_rows_are_named_and_the_good_ones_stored() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let mut batch = records(0, 40);
+    batch[3].message = "NUL \0 inside".into();
+    batch[7] = batch[7].clone().with_attributes("not json");
+    // Valid JSON that jsonb refuses: only the server finds it (the batch is bisected).
+    batch[12] = batch[12].clone().with_attributes(r#"{"a":"\u0000"}"#);
+    batch[15] = batch[15].clone().with_attributes("[1,2]");
+    batch[33] = batch[33].clone().with_attributes(r#"{"b":"x\u0000y"}"#);
+    for _ in 0..2 {
+        let err = h.handle_batch(&batch).expect_err("bad rows");
+        assert_eq!(err.kind, ErrorKind::PERMANENT, "{err}");
+        assert_eq!(err.bad_records.as_slice(), &[3, 7, 12, 15, 33], "{err}");
+        assert!(err.message.contains("5 of 40"), "{err}");
+        assert_eq!(count(&h), 35);
+    }
+    let err = ok(&h, "query", json!({"ids": ["r000012", "r000013"]}));
+    assert_eq!(crate::common::ids(&err), vec!["r000013"]);
+}
+
+#[test]
+fn migrations_are_idempotent_across_restarts_and_concurrent_starts() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let first = ok(&h, "schema", json!({}));
+    assert_eq!(first["storage"], "plain");
+    assert_eq!(
+        first["migrations"].as_array().map(Vec::len),
+        Some(4),
+        "{first}"
+    );
+    h.handle_batch(&records(0, 10)).expect("write");
+    h.shutdown().expect("shutdown");
+    drop(h);
+    // Two hosts starting together on an existing schema, then a restart with another table.
+    let config = db.config("");
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || Harness::start::<Timescale>(&config).map(|h| count(&h)))
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().expect("thread").expect("start"), 10);
+    }
+    let h = db.start("");
+    let again = ok(&h, "schema", json!({}));
+    assert_eq!(again["migrations"], first["migrations"]);
+    assert_eq!(count(&h), 10);
+    let other = db.start("table = \"other_logs\"");
+    assert_eq!(count(&other), 0);
+    assert_eq!(
+        ok(&other, "schema", json!({}))["table"],
+        "\"public\".\"other_logs\""
+    );
+}
+
+#[test]
+fn retention_deletes_old_records_in_batches() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("retention = \"1d\"\nretention_batch_rows = 7\nretention_interval = \"1h\"");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as i64;
+    let day = 86_400 * 1_000_000_000i64;
+    let batch: Vec<Record> = (0..40)
+        .map(|i| {
+            let ts = if i < 30 { now - 10 * day + i } else { now - i };
+            Record::new(format!("k{i}"), ts, Level::INFO, "p", "m", "x")
+        })
+        .collect();
+    h.handle_batch(&batch).expect("write");
+    let answer = ok(&h, "retention_run", json!({}));
+    assert_eq!(answer["unit"], "rows");
+    assert_eq!(count(&h), 10, "{answer}");
+    assert_eq!(ok(&h, "retention_run", json!({}))["deleted"], 0);
+    h.shutdown().expect("shutdown stops the retention task");
+}
+
+#[test]
+fn timescaledb_branch() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let plain = db.start("");
+    let available = ok(
+        &plain,
+        "sql",
+        json!({"query": "SELECT count(*) FROM pg_available_extensions WHERE name = 'timescaledb'"}),
+    )["rows"][0][0]
+        .as_i64()
+        == Some(1);
+    drop(plain);
+    if !available {
+        println!("TimescaleDB not available: hypertable path NOT exercised");
+        let other = TestDb::new();
+        let err = Harness::start::<Timescale>(&other.config("timescale = \"require\""))
+            .err()
+            .expect("require without the extension");
+        assert_eq!(err.kind, ErrorKind::CONFIG, "{err}");
+        assert!(err.message.contains("timescaledb"), "{err}");
+        return;
+    }
+    println!("TimescaleDB available: exercising the hypertable path");
+    let ts = TestDb::new();
+    let h = ts.start("timescale = \"require\"\nretention = \"30d\"\ncompress_after = \"7d\"");
+    let schema = ok(&h, "schema", json!({}));
+    assert_eq!(schema["storage"], "hypertable", "{schema}");
+    h.handle_batch(&records(0, 100)).expect("write");
+    h.handle_batch(&records(0, 100)).expect("redelivery");
+    assert_eq!(count(&h), 100);
+    let jobs = ok(
+        &h,
+        "sql",
+        json!({"query": "SELECT proc_name FROM timescaledb_information.jobs WHERE hypertable_name = 'logs' ORDER BY 1"}),
+    );
+    assert_eq!(
+        jobs["rows"],
+        json!([["policy_compression"], ["policy_retention"]])
+    );
+    assert_eq!(ok(&h, "retention_run", json!({}))["unit"], "chunks");
+    drop(h);
+    let again = ts.start("timescale = \"require\"\nretention = \"30d\"");
+    assert_eq!(count(&again), 100);
+}
