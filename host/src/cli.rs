@@ -46,6 +46,8 @@ pub enum Command {
     },
     /// Publish logs to RabbitMQ with publisher confirms.
     Send(crate::send::SendArgs),
+    /// Ask a running host for its health (`/health` on LOGRELAY_ADMIN_ADDR); exit 0 when healthy.
+    Health,
 }
 
 /// Runs the command; the exit code says how it went.
@@ -68,6 +70,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins => plugins(&settings),
         Command::Replay { file } => runtime.block_on(crate::replay::run(settings, &env, &file)),
         Command::Send(args) => runtime.block_on(crate::send::run(&settings, args)),
+        Command::Health => health(&settings),
     }
 }
 
@@ -197,6 +200,34 @@ async fn wait_for_signal() {
     {
         let _ = tokio::signal::ctrl_c().await;
     }
+}
+
+/// `logrelay health`: one GET of `/health` on the admin address (the Docker HEALTHCHECK).
+fn health(settings: &Settings) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let mut addr = settings.admin_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| {
+        format!("nothing answers on LOGRELAY_ADMIN_ADDR={addr}; is logrelay running?")
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).unwrap_or("");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    println!("{body}");
+    Ok(if status == "200" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 fn check(settings: &Settings, env: &Env) -> anyhow::Result<ExitCode> {
