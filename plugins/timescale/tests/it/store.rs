@@ -1,5 +1,7 @@
 //! Start-up, schema, writes, retention and the TimescaleDB branch.
 
+use std::io::Write as _;
+
 use logrelay_plugin_api::testing::{Harness, check_example_config, conformance};
 use logrelay_plugin_api::{ErrorKind, Level, Record};
 use logrelay_timescale::Timescale;
@@ -189,7 +191,11 @@ fn timescaledb_branch() {
         == Some(1);
     drop(plain);
     if !available {
-        println!("TimescaleDB not available: hypertable path NOT exercised");
+        // Written past the test harness's capture, so that it shows in every run's output.
+        let _ = writeln!(
+            std::io::stderr(),
+            "TimescaleDB not available: hypertable path NOT exercised"
+        );
         let other = TestDb::new();
         let err = Harness::start::<Timescale>(&other.config("timescale = \"require\""))
             .err()
@@ -198,7 +204,10 @@ fn timescaledb_branch() {
         assert!(err.message.contains("timescaledb"), "{err}");
         return;
     }
-    println!("TimescaleDB available: exercising the hypertable path");
+    let _ = writeln!(
+        std::io::stderr(),
+        "TimescaleDB available: exercising the hypertable path"
+    );
     let ts = TestDb::new();
     let h = ts.start("timescale = \"require\"\nretention = \"30d\"\ncompress_after = \"7d\"");
     let schema = ok(&h, "schema", json!({}));
