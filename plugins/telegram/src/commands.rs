@@ -24,7 +24,8 @@ pub async fn run(shared: Arc<Shared>, bot: Bot, mut stop: watch::Receiver<bool>)
     let settings = &shared.settings;
     let mut offset: i32 = 0;
     let mut backoff = settings.retry_initial;
-    let limit = settings.request_timeout + Duration::from_secs(u64::from(settings.poll_timeout_secs));
+    let limit =
+        settings.request_timeout + Duration::from_secs(u64::from(settings.poll_timeout_secs));
     loop {
         if *stop.borrow() {
             return;
@@ -42,7 +43,11 @@ pub async fn run(shared: Arc<Shared>, bot: Bot, mut stop: watch::Receiver<bool>)
             Ok(Ok(updates)) => {
                 backoff = settings.retry_initial;
                 for update in updates {
-                    offset = offset.max(i32::try_from(update.id.0).unwrap_or(i32::MAX).saturating_add(1));
+                    offset = offset.max(
+                        i32::try_from(update.id.0)
+                            .unwrap_or(i32::MAX)
+                            .saturating_add(1),
+                    );
                     if let UpdateKind::Message(message) = update.kind {
                         handle(&shared, &message);
                     }
@@ -52,7 +57,10 @@ pub async fn run(shared: Arc<Shared>, bot: Bot, mut stop: watch::Receiver<bool>)
             Ok(Err(e)) => e.to_string(),
             Err(_) => "the request timed out".to_owned(),
         };
-        shared.counters.poll_failures.fetch_add(1, Ordering::Relaxed);
+        shared
+            .counters
+            .poll_failures
+            .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(error = %wait, backoff_ms = backoff.as_millis() as u64, "Reading bot commands failed; will retry.");
         tokio::select! {
             () = tokio::time::sleep(backoff) => {}
@@ -145,7 +153,8 @@ fn rules(shared: &Shared) -> String {
     if shared.settings.rules.is_empty() {
         return "No rules: nothing is sent.".to_owned();
     }
-    let mut out = String::from("<b>Rules</b> (in order; every match fires until a <i>stop</i> rule)");
+    let mut out =
+        String::from("<b>Rules</b> (in order; every match fires until a <i>stop</i> rule)");
     for (i, rule) in shared.settings.rules.iter().enumerate() {
         let _ = write!(
             out,
@@ -167,7 +176,12 @@ fn find_rule(shared: &Shared, name: &str) -> Result<usize, String> {
         .iter()
         .position(|r| r.name == name)
         .ok_or_else(|| {
-            let names: Vec<String> = shared.settings.rules.iter().map(|r| escape(&r.name)).collect();
+            let names: Vec<String> = shared
+                .settings
+                .rules
+                .iter()
+                .map(|r| escape(&r.name))
+                .collect();
             format!(
                 "No rule <code>{}</code>. Rules: {}",
                 escape(name),
@@ -189,7 +203,11 @@ fn mute(shared: &Shared, rule: &str, duration: &str) -> String {
     };
     shared.mute(index, d);
     tracing::info!(rule, seconds = d.as_secs(), "Rule muted by a bot command.");
-    format!("Rule <b>{}</b> muted for {}.", escape(rule), duration_text(d))
+    format!(
+        "Rule <b>{}</b> muted for {}.",
+        escape(rule),
+        duration_text(d)
+    )
 }
 
 fn unmute(shared: &Shared, rule: &str) -> String {

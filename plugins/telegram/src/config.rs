@@ -388,8 +388,8 @@ impl Config {
         if !matches!(parsed.scheme(), "http" | "https") || parsed.cannot_be_a_base() {
             return Err(invalid("api_url", "must be an http:// or https:// address"));
         }
-        let template = Template::parse(&self.template, true)
-            .map_err(|reason| invalid("template", reason))?;
+        let template =
+            Template::parse(&self.template, true).map_err(|reason| invalid("template", reason))?;
         if chrono::format::StrftimeItems::new(&self.time_format)
             .parse()
             .is_err()

@@ -31,7 +31,9 @@ pub enum Outcome {
 }
 
 /// Classifies the result of a Bot API call.
-pub fn classify<T>(result: Result<Result<T, RequestError>, tokio::time::error::Elapsed>) -> Outcome {
+pub fn classify<T>(
+    result: Result<Result<T, RequestError>, tokio::time::error::Elapsed>,
+) -> Outcome {
     match result {
         Err(_) => Outcome::Transient("the request timed out".to_owned()),
         Ok(Ok(_)) => Outcome::Sent,

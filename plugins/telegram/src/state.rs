@@ -66,6 +66,8 @@ pub struct Outgoing {
     pub body: Body,
     /// Whether it counts against `queue_capacity` (alerts do; replies and summaries do not).
     pub counted: bool,
+    /// A command reply: goes ahead of alerts, after earlier replies.
+    pub reply: bool,
 }
 
 /// Alerts folded for one chat while the queue was full.
@@ -199,7 +201,7 @@ pub fn parse_attributes(record: &Record) -> Option<Map<String, Value>> {
 /// `60 s`, `1500 ms`: a window as the grouped message shows it.
 pub fn window_text(window: Duration) -> String {
     let ms = window.as_millis();
-    if ms % 1000 == 0 {
+    if ms.is_multiple_of(1000) {
         format!("{} s", ms / 1000)
     } else {
         format!("{ms} ms")
@@ -335,11 +337,7 @@ impl Shared {
         let trimmed = out.trim_end().len();
         out.truncate(trimmed);
         if let (Some(count), Some(window)) = (grouped, self.settings.group_window) {
-            let _ = write!(
-                out,
-                "\n<i>×{count} in the last {}</i>",
-                window_text(window)
-            );
+            let _ = write!(out, "\n<i>×{count} in the last {}</i>", window_text(window));
         }
         out
     }
@@ -360,6 +358,7 @@ impl Shared {
                         target: *target,
                         body: Body::Folded,
                         counted: false,
+                        reply: false,
                     });
                 }
                 continue;
@@ -369,6 +368,7 @@ impl Shared {
                     target: *target,
                     body: Body::Text(part.clone()),
                     counted: true,
+                    reply: false,
                 });
                 st.counted += 1;
             }
@@ -378,12 +378,17 @@ impl Shared {
     /// Queues a command reply ahead of the alerts.
     pub fn enqueue_reply(&self, target: ChatTarget, text: &str) {
         let mut st = self.lock();
-        for part in split_html(text, MESSAGE_LIMIT).into_iter().rev() {
-            st.queue.push_front(Outgoing {
-                target,
-                body: Body::Text(part),
-                counted: false,
-            });
+        let first = st.queue.iter().take_while(|o| o.reply).count();
+        for (at, part) in (first..).zip(split_html(text, MESSAGE_LIMIT)) {
+            st.queue.insert(
+                at,
+                Outgoing {
+                    target,
+                    body: Body::Text(part),
+                    counted: false,
+                    reply: true,
+                },
+            );
         }
         drop(st);
         self.wake.notify_one();
@@ -392,9 +397,7 @@ impl Shared {
     /// Sends grouped messages for windows that have closed (all of them when `all`), and forgets
     /// windows that closed with nothing grouped. Returns when the next window closes.
     fn flush_groups(&self, st: &mut State, now: Instant, all: bool) -> Option<Instant> {
-        let Some(window) = self.settings.group_window else {
-            return None;
-        };
+        let window = self.settings.group_window?;
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
         st.groups.retain(|key, g| {
@@ -440,7 +443,9 @@ impl Shared {
         }
         let global_wait = st.global.wait(self.settings.global_rate, now);
         if !global_wait.is_zero() {
-            return Next::Wait(Some(until_group.map_or(global_wait, |g| g.min(global_wait))));
+            return Next::Wait(Some(
+                until_group.map_or(global_wait, |g| g.min(global_wait)),
+            ));
         }
         let chat_rate = self.settings.chat_rate;
         let mut shortest: Option<Duration> = None;
@@ -583,7 +588,10 @@ mod tests {
         assert!(b.wait(limit, t0).is_zero());
         b.tokens -= 1.0;
         let w = b.wait(limit, t0);
-        assert!(w > Duration::from_millis(90) && w <= Duration::from_millis(100), "{w:?}");
+        assert!(
+            w > Duration::from_millis(90) && w <= Duration::from_millis(100),
+            "{w:?}"
+        );
         assert!(b.wait(limit, t0 + Duration::from_millis(100)).is_zero());
     }
 

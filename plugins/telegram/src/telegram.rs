@@ -27,8 +27,7 @@ impl Plugin for Telegram {
     type Config = Config;
     const TYPE_NAME: &'static str = "telegram";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "sends alerts for records matching allow-list rules to Telegram chats, grouped and rate-limited";
+    const DESCRIPTION: &'static str = "sends alerts for records matching allow-list rules to Telegram chats, grouped and rate-limited";
     const EXAMPLE_CONFIG: &'static str = include_str!("../example-config.toml");
     /// Answers `request("status", "")` with its counters, queue and muted rules.
     const CAPABILITIES: &'static [&'static str] = &["status"];

@@ -318,7 +318,7 @@ impl<'a> Splitter<'a> {
     }
 
     /// Appends `tokens` when they fit (with closing tags for whatever is open after them).
-    fn try_push(&mut self, tokens: &[Token<'a>]) -> bool {
+    fn try_push(&mut self, tokens: &[Token<'a>], force: bool) -> bool {
         let mut stack = self.stack.clone();
         let mut added = 0;
         for t in tokens {
@@ -336,7 +336,7 @@ impl<'a> Splitter<'a> {
                 Token::Text(text) => added += utf16_len(text),
             }
         }
-        if self.has_content && self.current_len + added + Self::closers_len(&stack) > self.limit {
+        if !force && self.current_len + added + Self::closers_len(&stack) > self.limit {
             return false;
         }
         for t in tokens {
@@ -389,19 +389,20 @@ pub fn split_html(html: &str, limit: usize) -> Vec<String> {
     };
     for line in html.split_inclusive('\n') {
         let tokens = tokenize(line);
-        if s.try_push(&tokens) {
+        if s.try_push(&tokens, false) {
             continue;
         }
         s.flush();
-        if s.try_push(&tokens) {
+        if s.try_push(&tokens, false) {
             continue;
         }
         // The line alone is too long: split it between tokens.
         for token in tokens {
             let one = [token];
-            if !s.try_push(&one) {
+            if !s.try_push(&one, false) {
                 s.flush();
-                s.try_push(&one);
+                // A single token longer than a whole message (a huge tag) goes alone.
+                s.try_push(&one, true);
             }
         }
     }
