@@ -90,7 +90,8 @@ pub async fn run(settings: Arc<Settings>, clock: Arc<dyn Clock>, mut jobs: Unbou
             Job::Archive(path) => {
                 let compression = settings.compression;
                 let source = path.clone();
-                let done = tokio::task::spawn_blocking(move || compress(&source, compression)).await;
+                let done =
+                    tokio::task::spawn_blocking(move || compress(&source, compression)).await;
                 match done {
                     Ok(Ok(archive)) => {
                         tracing::info!(file = %path.display(), archive = %archive.display(), "Archived a rotated file.");
@@ -128,7 +129,12 @@ async fn retention(settings: &Arc<Settings>, clock: &Arc<dyn Clock>) {
     let settings = settings.clone();
     let now: SystemTime = clock.now().into();
     let outcome = tokio::task::spawn_blocking(move || {
-        apply_retention(&settings.directory, &settings.file_name, &settings.retention, now)
+        apply_retention(
+            &settings.directory,
+            &settings.file_name,
+            &settings.retention,
+            now,
+        )
     })
     .await;
     match outcome {
@@ -136,7 +142,9 @@ async fn retention(settings: &Arc<Settings>, clock: &Arc<dyn Clock>) {
             tracing::info!(files = removed.len(), removed = ?removed, "Retention deleted old files.");
         }
         Ok(Ok(_)) => {}
-        Ok(Err(e)) => tracing::warn!(error = %e, "Retention could not read the directory; will try again."),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Retention could not read the directory; will try again.")
+        }
         Err(e) => tracing::error!(error = %e, "The retention task failed."),
     }
 }
@@ -221,20 +229,19 @@ pub fn apply_retention(
     }
     finished.sort();
     let mut removed = Vec::new();
-    let mut remove = |name: &str, size: u64, total: &mut u64| {
-        match std::fs::remove_file(dir.join(name)) {
+    let mut remove =
+        |name: &str, size: u64, total: &mut u64| match std::fs::remove_file(dir.join(name)) {
             Ok(()) => {
                 *total = total.saturating_sub(size);
                 removed.push(name.to_owned());
             }
             Err(e) => tracing::warn!(file = %name, error = %e, "Retention cannot delete a file."),
-        }
-    };
+        };
     let mut keep = Vec::with_capacity(finished.len());
     for (modified, name, size) in finished {
-        let too_old = retention.max_age.is_some_and(|max| {
-            now.duration_since(modified).unwrap_or(Duration::ZERO) > max
-        });
+        let too_old = retention
+            .max_age
+            .is_some_and(|max| now.duration_since(modified).unwrap_or(Duration::ZERO) > max);
         if too_old {
             remove(&name, size, &mut total);
         } else {

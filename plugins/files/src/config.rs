@@ -98,9 +98,17 @@ const fn default_format() -> OutputFormat {
 }
 fn default_layout() -> LayoutSpec {
     LayoutSpec {
-        fields: ["timestamp", "level", "project", "module", "message", "id", "attributes"]
-            .map(String::from)
-            .to_vec(),
+        fields: [
+            "timestamp",
+            "level",
+            "project",
+            "module",
+            "message",
+            "id",
+            "attributes",
+        ]
+        .map(String::from)
+        .to_vec(),
         ..LayoutSpec::default()
     }
 }
@@ -292,14 +300,20 @@ impl Config {
         let timezone: Tz = self.timezone.parse().map_err(|_| {
             invalid(
                 "timezone",
-                format!("`{}` is not an IANA time zone name such as `UTC` or `Europe/Paris`", self.timezone),
+                format!(
+                    "`{}` is not an IANA time zone name such as `UTC` or `Europe/Paris`",
+                    self.timezone
+                ),
             )
         })?;
         let durability = match self.durability {
             DurabilityKind::Batch => Durability::Batch,
             DurabilityKind::Never => Durability::Never,
             DurabilityKind::Interval if self.fsync_interval_ms == 0 => {
-                return Err(invalid("fsync_interval_ms", "must be at least 1".to_owned()));
+                return Err(invalid(
+                    "fsync_interval_ms",
+                    "must be at least 1".to_owned(),
+                ));
             }
             DurabilityKind::Interval => {
                 Durability::Interval(Duration::from_millis(self.fsync_interval_ms))
@@ -311,11 +325,17 @@ impl Config {
             ("retention_max_files", self.retention_max_files),
         ] {
             if value == Some(0) {
-                return Err(invalid(option, "must be at least 1 (leave it out for no limit)".to_owned()));
+                return Err(invalid(
+                    option,
+                    "must be at least 1 (leave it out for no limit)".to_owned(),
+                ));
             }
         }
         if self.retention_check_interval_secs == 0 {
-            return Err(invalid("retention_check_interval_secs", "must be at least 1".to_owned()));
+            return Err(invalid(
+                "retention_check_interval_secs",
+                "must be at least 1".to_owned(),
+            ));
         }
         let retention = Retention {
             max_age: self
@@ -329,11 +349,17 @@ impl Config {
             None => None,
             Some(address) => {
                 let listen: SocketAddr = address.parse().map_err(|_| {
-                    invalid("http_listen_address", format!("`{address}` is not an address such as `127.0.0.1:8081`"))
+                    invalid(
+                        "http_listen_address",
+                        format!("`{address}` is not an address such as `127.0.0.1:8081`"),
+                    )
                 })?;
                 let token = match self.http_token {
                     Some(t) if t.trim().is_empty() => {
-                        return Err(invalid("http_token", "is empty (is its environment variable set?)".to_owned()));
+                        return Err(invalid(
+                            "http_token",
+                            "is empty (is its environment variable set?)".to_owned(),
+                        ));
                     }
                     Some(t) => Some(t),
                     None if self.http_allow_unauthenticated => None,
@@ -353,7 +379,9 @@ impl Config {
                 if !url.starts_with("http://") {
                     return Err(invalid(
                         "archive_upload_url",
-                        format!("`{url}` is not an http:// URL (https is not supported; put a proxy in front)"),
+                        format!(
+                            "`{url}` is not an http:// URL (https is not supported; put a proxy in front)"
+                        ),
                     ));
                 }
                 let url = if url.contains("{name}") {
@@ -367,7 +395,10 @@ impl Config {
                     .parse::<hyper::Uri>()
                     .map_err(|e| invalid("archive_upload_url", format!("not a valid URL: {e}")))?;
                 if self.archive_upload_attempts == 0 {
-                    return Err(invalid("archive_upload_attempts", "must be at least 1".to_owned()));
+                    return Err(invalid(
+                        "archive_upload_attempts",
+                        "must be at least 1".to_owned(),
+                    ));
                 }
                 Some(Upload {
                     url,
@@ -408,8 +439,7 @@ fn check_directory(dir: &std::path::Path) -> Result<PathBuf, FilesError> {
         return Err(problem("is not a directory".to_owned()));
     }
     let probe = canonical.join(format!(".logrelay-write-probe-{}.tmp", std::process::id()));
-    std::fs::write(&probe, b"")
-        .map_err(|e| problem(format!("is not writable: {e}")))?;
+    std::fs::write(&probe, b"").map_err(|e| problem(format!("is not writable: {e}")))?;
     let _ = std::fs::remove_file(&probe);
     Ok(canonical)
 }
@@ -431,16 +461,25 @@ mod tests {
             (r#""timezone": "Mars/Olympus""#, "timezone"),
             (r#""max_file_bytes": 0"#, "max_file_bytes"),
             (r#""http_listen_address": "127.0.0.1:0""#, "http_token"),
-            (r#""http_listen_address": "127.0.0.1:0", "http_token": " ""#, "http_token"),
+            (
+                r#""http_listen_address": "127.0.0.1:0", "http_token": " ""#,
+                "http_token",
+            ),
             (r#""http_listen_address": "nowhere""#, "http_listen_address"),
-            (r#""archive_upload_url": "https://x/""#, "archive_upload_url"),
+            (
+                r#""archive_upload_url": "https://x/""#,
+                "archive_upload_url",
+            ),
             (r#""retention_max_files": 0"#, "retention_max_files"),
             (r#""layout": {"fields": ["nope"]}"#, "layout.fields"),
         ] {
             let e = config(&format!(r#"{{"directory": "{d}", {extra}}}"#))
                 .validate()
                 .expect_err(extra);
-            assert!(e.to_string().contains(&format!("`{option}`")), "{extra}: {e}");
+            assert!(
+                e.to_string().contains(&format!("`{option}`")),
+                "{extra}: {e}"
+            );
         }
         let s = config(&format!(
             r#"{{"directory": "{d}", "http_listen_address": "127.0.0.1:0", "http_allow_unauthenticated": true, "archive_upload_url": "http://h:1/up"}}"#

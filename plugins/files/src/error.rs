@@ -70,9 +70,8 @@ impl From<FilesError> for PluginError {
             | FilesError::Directory { .. }
             | FilesError::Listen { .. } => PluginError::config(e.chain()),
             // A full disk, a file removed under us: the batch was undone; the host retries.
-            FilesError::Io { .. } => {
-                PluginError::transient(e.chain()).with_retry_after(std::time::Duration::from_secs(1))
-            }
+            FilesError::Io { .. } => PluginError::transient(e.chain())
+                .with_retry_after(std::time::Duration::from_secs(1)),
         }
     }
 }
@@ -90,7 +89,10 @@ mod tests {
             source: std::io::Error::from(std::io::ErrorKind::StorageFull),
         });
         assert_eq!(e.kind, ErrorKind::TRANSIENT);
-        assert!(e.message.starts_with("cannot write to /logs/x.log: "), "{e}");
+        assert!(
+            e.message.starts_with("cannot write to /logs/x.log: "),
+            "{e}"
+        );
         let e = PluginError::from(FilesError::Directory {
             path: "/nope".into(),
             reason: "is not a directory".into(),

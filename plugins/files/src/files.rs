@@ -67,7 +67,9 @@ impl Files {
             });
             tracing::info!(address = ?address, authenticated = http.token.is_some(), "Serving the log files over HTTP.");
             if http.token.is_none() {
-                tracing::warn!("The files HTTP API has no token: anyone who reaches it can read the logs.");
+                tracing::warn!(
+                    "The files HTTP API has no token: anyone who reaches it can read the logs."
+                );
             }
             tasks.push(tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
@@ -139,8 +141,7 @@ impl Plugin for Files {
     type Config = Config;
     const TYPE_NAME: &'static str = "files";
     const VERSION: &'static str = env!("CARGO_PKG_VERSION");
-    const DESCRIPTION: &'static str =
-        "writes log files: rotation, archiving, retention, per-field formatting, download over HTTP";
+    const DESCRIPTION: &'static str = "writes log files: rotation, archiving, retention, per-field formatting, download over HTTP";
     const EXAMPLE_CONFIG: &'static str = include_str!("../example-config.toml");
     /// `status`, `list`, `rotate`, `tick`, `retention` and `flush` through `request`.
     const CAPABILITIES: &'static [&'static str] = &["files"];
@@ -180,7 +181,9 @@ impl Plugin for Files {
             .to_string()),
             "list" => {
                 let files = archive::list(&self.settings.directory, &self.settings.file_name)
-                    .map_err(|e| PluginError::transient(format!("cannot list the log directory: {e}")))?;
+                    .map_err(|e| {
+                        PluginError::transient(format!("cannot list the log directory: {e}"))
+                    })?;
                 Ok(serde_json::json!({ "files": files }).to_string())
             }
             "rotate" => {

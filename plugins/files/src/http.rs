@@ -86,7 +86,10 @@ async fn list(State(state): State<ApiState>) -> Response {
         Ok(Ok(files)) => axum::Json(serde_json::json!({ "files": files })).into_response(),
         Ok(Err(e)) => {
             tracing::warn!(error = %e, "Cannot list the log directory.");
-            error(StatusCode::INTERNAL_SERVER_ERROR, "cannot list the log directory")
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot list the log directory",
+            )
         }
         Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "the listing failed"),
     }
@@ -178,7 +181,10 @@ async fn download(
     };
     if !resolved.starts_with(&state.directory) {
         tracing::warn!(file = %name, target = %resolved.display(), "Refused a link leaving the log directory.");
-        return error(StatusCode::FORBIDDEN, "the name leads outside the log directory");
+        return error(
+            StatusCode::FORBIDDEN,
+            "the name leads outside the log directory",
+        );
     }
     let mut file = match tokio::fs::File::open(&resolved).await {
         Ok(f) => f,
@@ -225,7 +231,10 @@ async fn download(
             Ok(0) => None,
             Ok(n) => {
                 buf.truncate(n);
-                Some((Ok::<_, std::io::Error>(Bytes::from(buf)), (file, left - n as u64)))
+                Some((
+                    Ok::<_, std::io::Error>(Bytes::from(buf)),
+                    (file, left - n as u64),
+                ))
             }
             Err(e) => Some((Err(e), (file, 0))),
         }
@@ -275,7 +284,16 @@ mod tests {
     #[test]
     fn names_and_tokens() {
         assert!(check_name("app.log").is_ok());
-        for bad in ["", "../etc/passwd", "/etc/passwd", "a/b", "..", ".hidden", "a\\b", "x..y"] {
+        for bad in [
+            "",
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/b",
+            "..",
+            ".hidden",
+            "a\\b",
+            "x..y",
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
         assert!(constant_time_eq(b"secret", b"secret"));

@@ -70,7 +70,9 @@ impl NamePattern {
             return Err("the pattern is empty".to_owned());
         }
         if pattern.contains(['/', '\\', '\0']) {
-            return Err("a file name cannot hold `/`, `\\` or NUL: files all go in `directory`".to_owned());
+            return Err(
+                "a file name cannot hold `/`, `\\` or NUL: files all go in `directory`".to_owned(),
+            );
         }
         if pattern.starts_with('.') {
             return Err("names starting with `.` are kept for temporary files".to_owned());
@@ -110,7 +112,10 @@ impl NamePattern {
         }
         for pair in segments.windows(2) {
             if !matches!(pair[0], Segment::Literal(_)) && !matches!(pair[1], Segment::Literal(_)) {
-                return Err("two placeholders must be kept apart by some text (`{project}-{module}`)".to_owned());
+                return Err(
+                    "two placeholders must be kept apart by some text (`{project}-{module}`)"
+                        .to_owned(),
+                );
             }
         }
         let by_record = segments
@@ -129,9 +134,14 @@ impl NamePattern {
         });
         let last = sample.rsplit('.').next().unwrap_or("");
         let looks_finished = [".gz", ".zst", ".tmp"].iter().any(|s| sample.ends_with(s))
-            || (sample.contains('.') && !last.is_empty() && last.bytes().all(|b| b.is_ascii_digit()));
+            || (sample.contains('.')
+                && !last.is_empty()
+                && last.bytes().all(|b| b.is_ascii_digit()));
         if looks_finished || pattern.classify(&sample) != Some(FileKind::Current) {
-            return Err("names must not end like rotated files or archives (`.1`, `.gz`, `.zst`, `.tmp`)".to_owned());
+            return Err(
+                "names must not end like rotated files or archives (`.1`, `.gz`, `.zst`, `.tmp`)"
+                    .to_owned(),
+            );
         }
         Ok(pattern)
     }
@@ -208,10 +218,13 @@ fn match_segments(segments: &[Segment], name: &str) -> bool {
         Segment::Date => {
             name.len() >= 10
                 && name.is_char_boundary(10)
-                && name[..10]
-                    .bytes()
-                    .enumerate()
-                    .all(|(i, b)| if i == 4 || i == 7 { b == b'-' } else { b.is_ascii_digit() })
+                && name[..10].bytes().enumerate().all(|(i, b)| {
+                    if i == 4 || i == 7 {
+                        b == b'-'
+                    } else {
+                        b.is_ascii_digit()
+                    }
+                })
                 && match_segments(rest, &name[10..])
         }
         Segment::Hour => {
@@ -239,7 +252,11 @@ fn push_safe(out: &mut String, value: &str) {
         if i >= 64 {
             break;
         }
-        out.push(if c.is_ascii() && is_safe(c as u8) { c } else { '_' });
+        out.push(if c.is_ascii() && is_safe(c as u8) {
+            c
+        } else {
+            '_'
+        });
     }
 }
 
@@ -280,7 +297,13 @@ pub fn local_time(now: DateTime<Utc>, tz: Tz, interval: RotateInterval) -> Local
         },
     };
     let mut date = String::with_capacity(10);
-    let _ = write!(date, "{:04}-{:02}-{:02}", local.year(), local.month(), local.day());
+    let _ = write!(
+        date,
+        "{:04}-{:02}-{:02}",
+        local.year(),
+        local.month(),
+        local.day()
+    );
     LocalTime {
         period,
         date,
@@ -310,13 +333,25 @@ mod tests {
         assert_eq!(name, "shop____x-_.2024-05-01.log");
         assert_eq!(p.classify(&name), Some(FileKind::Current));
         assert_eq!(p.classify(&format!("{name}.3")), Some(FileKind::Rotated));
-        assert_eq!(p.classify(&format!("{name}.12.gz")), Some(FileKind::Archive));
-        assert_eq!(p.classify(&format!("{name}.12.zst")), Some(FileKind::Archive));
+        assert_eq!(
+            p.classify(&format!("{name}.12.gz")),
+            Some(FileKind::Archive)
+        );
+        assert_eq!(
+            p.classify(&format!("{name}.12.zst")),
+            Some(FileKind::Archive)
+        );
         assert_eq!(p.classify(&format!(".{name}.1.gz.tmp")), None);
         assert_eq!(p.classify("notes.txt"), None);
         assert_eq!(p.classify("shop-x.2024-5-01.log"), None);
-        assert_eq!(NamePattern::sequence_of(&name, &format!("{name}.12.gz")), Some(12));
-        assert_eq!(NamePattern::sequence_of(&name, &format!(".{name}.7.gz.tmp")), Some(7));
+        assert_eq!(
+            NamePattern::sequence_of(&name, &format!("{name}.12.gz")),
+            Some(12)
+        );
+        assert_eq!(
+            NamePattern::sequence_of(&name, &format!(".{name}.7.gz.tmp")),
+            Some(7)
+        );
     }
 
     #[test]
@@ -335,7 +370,11 @@ mod tests {
             let e = NamePattern::parse(bad).expect_err(bad);
             assert!(e.contains(why), "{bad}: {e}");
         }
-        assert!(!NamePattern::parse("logrelay.log").expect("valid").by_record());
+        assert!(
+            !NamePattern::parse("logrelay.log")
+                .expect("valid")
+                .by_record()
+        );
     }
 
     #[test]

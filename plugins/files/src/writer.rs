@@ -166,14 +166,18 @@ impl Writer {
                     OutputFormat::Json if groups.len() == 1 => {
                         layout.write_keyed(KeyedFormat::Json, batch, &mut buffer);
                     }
-                    OutputFormat::Json => layout.write_keyed(KeyedFormat::Json, records(), &mut buffer),
+                    OutputFormat::Json => {
+                        layout.write_keyed(KeyedFormat::Json, records(), &mut buffer)
+                    }
                     OutputFormat::Logfmt if groups.len() == 1 => {
                         layout.write_keyed(KeyedFormat::Logfmt, batch, &mut buffer);
                     }
                     OutputFormat::Logfmt => {
                         layout.write_keyed(KeyedFormat::Logfmt, records(), &mut buffer);
                     }
-                    OutputFormat::Text if groups.len() == 1 => layout.write_batch::<Plain>(batch, &mut buffer),
+                    OutputFormat::Text if groups.len() == 1 => {
+                        layout.write_batch::<Plain>(batch, &mut buffer)
+                    }
                     OutputFormat::Text => layout.write_records::<Plain>(records(), &mut buffer),
                 }
                 let len = buffer.len() as u64;

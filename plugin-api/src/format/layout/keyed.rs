@@ -256,7 +256,11 @@ impl Layout {
 fn is_bare(text: &str, escape_control: bool) -> bool {
     !text.is_empty()
         && text.bytes().all(|b| {
-            b > b' ' && b != b'=' && b != b'"' && b != b'\\' && b != 0x7f
+            b > b' '
+                && b != b'='
+                && b != b'"'
+                && b != b'\\'
+                && b != 0x7f
                 && !(escape_control && b == 0xc2)
         })
 }
@@ -302,7 +306,8 @@ pub(crate) fn push_json_string(out: &mut String, text: &str, escape_control: boo
         let needs = b < 0x20
             || b == b'"'
             || b == b'\\'
-            || (escape_control && (b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))));
+            || (escape_control
+                && (b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))));
         if !needs {
             i += 1;
             continue;
@@ -343,8 +348,15 @@ mod tests {
     }
 
     fn record() -> Record {
-        Record::new("id-7", TS, Level::WARNING, "shop", "", "two \"words\"\n\u{1b}")
-            .with_attributes(r#"{"user":"ann","seq":5,"tags":["a","b"],"note":"x y"}"#)
+        Record::new(
+            "id-7",
+            TS,
+            Level::WARNING,
+            "shop",
+            "",
+            "two \"words\"\n\u{1b}",
+        )
+        .with_attributes(r#"{"user":"ann","seq":5,"tags":["a","b"],"note":"x y"}"#)
     }
 
     fn keyed(l: &Layout, format: KeyedFormat, r: &Record) -> String {
@@ -355,7 +367,9 @@ mod tests {
 
     #[test]
     fn json_lines_are_valid_json_with_nested_attributes() {
-        let l = layout(r#"{"fields": ["timestamp", "level", "project", "module", "message", "id", "attr.seq", "attr.nope", "attributes"]}"#);
+        let l = layout(
+            r#"{"fields": ["timestamp", "level", "project", "module", "message", "id", "attr.seq", "attr.nope", "attributes"]}"#,
+        );
         let line = keyed(&l, KeyedFormat::Json, &record());
         assert_eq!(
             line,
@@ -373,20 +387,27 @@ mod tests {
         let l = layout(r#"{"fields": ["message", "attributes"]}"#);
         let r = Record::new("i", TS, Level::INFO, "p", "m", "\u{85}x").with_attributes("[1, 2]");
         let line = keyed(&l, KeyedFormat::Json, &r);
-        assert_eq!(line, "{\"message\":\"\\u0085x\",\"attributes\":\"[1, 2]\"}\n");
+        assert_eq!(
+            line,
+            "{\"message\":\"\\u0085x\",\"attributes\":\"[1, 2]\"}\n"
+        );
         serde_json::from_str::<serde_json::Value>(line.trim_end()).expect("valid JSON");
     }
 
     #[test]
     fn logfmt_quotes_only_what_needs_it() {
-        let l = layout(r#"{"fields": ["level", "project", "module", "message", "attributes"], "level_case": "lower"}"#);
+        let l = layout(
+            r#"{"fields": ["level", "project", "module", "message", "attributes"], "level_case": "lower"}"#,
+        );
         assert_eq!(
             keyed(&l, KeyedFormat::Logfmt, &record()),
             "level=warning project=shop module=\"\" message=\"two \\\"words\\\"\\n\\u001b\" user=ann seq=5 \
              tags=\"[\\\"a\\\",\\\"b\\\"]\" note=\"x y\"\n"
         );
         let r = Record::new("i", TS, Level::INFO, "p", "m", "ok");
-        let l = layout(r#"{"fields": ["message", "attributes"], "timestamp_format": "%Y-%m-%d %H:%M"}"#);
+        let l = layout(
+            r#"{"fields": ["message", "attributes"], "timestamp_format": "%Y-%m-%d %H:%M"}"#,
+        );
         assert_eq!(keyed(&l, KeyedFormat::Logfmt, &r), "message=ok\n");
         let l = layout(r#"{"fields": ["timestamp"], "timestamp_format": "%Y-%m-%d %H:%M"}"#);
         assert_eq!(

@@ -4,9 +4,9 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::Path;
 
+use logrelay_files::Files;
 use logrelay_plugin_api::testing::Harness;
 use logrelay_plugin_api::{Level, Record};
-use logrelay_files::Files;
 
 /// 2023-11-14T22:13:20.123456789Z
 pub const TS: i64 = 1_700_000_000_123_456_789;

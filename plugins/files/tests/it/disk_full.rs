@@ -65,7 +65,10 @@ fn disk_full_is_transient_and_the_retry_writes_each_record_once() {
     let path = fs.path().join("logrelay.log");
     assert_eq!(ids(&read(&path)), accepted);
     // Retrying while still full fails the same way and changes nothing.
-    assert_eq!(h.handle_batch(&failed).expect_err("still full").kind, ErrorKind::TRANSIENT);
+    assert_eq!(
+        h.handle_batch(&failed).expect_err("still full").kind,
+        ErrorKind::TRANSIENT
+    );
     assert_eq!(ids(&read(&path)), accepted);
     // Space comes back: the retry succeeds, each record once.
     std::fs::remove_file(&filler).expect("free space");

@@ -21,7 +21,10 @@ fn passes_conformance_and_the_example_config_parses() {
 fn a_missing_or_unusable_directory_is_a_config_error_naming_it() {
     let e = Harness_start_err("directory = \"/nonexistent/logrelay-files-test\"");
     assert_eq!(e.kind, ErrorKind::CONFIG);
-    assert!(e.message.contains("/nonexistent/logrelay-files-test"), "{e}");
+    assert!(
+        e.message.contains("/nonexistent/logrelay-files-test"),
+        "{e}"
+    );
     let file = tempfile::NamedTempFile::new().expect("temp file");
     let e = Harness_start_err(&format!("directory = \"{}\"", file.path().display()));
     assert_eq!(e.kind, ErrorKind::CONFIG);
@@ -37,8 +40,15 @@ fn Harness_start_err(toml: &str) -> logrelay_plugin_api::PluginError {
 }
 
 fn one_record() -> Record {
-    Record::new("r1", TS, Level::WARNING, "shop", "cart", "paid \"ok\"\nnext")
-        .with_attributes(r#"{"user":"ann","n":5,"tags":["a","b"],"note":"x y"}"#)
+    Record::new(
+        "r1",
+        TS,
+        Level::WARNING,
+        "shop",
+        "cart",
+        "paid \"ok\"\nnext",
+    )
+    .with_attributes(r#"{"user":"ann","n":5,"tags":["a","b"],"note":"x y"}"#)
 }
 
 #[test]
@@ -87,7 +97,10 @@ fn one_instance_splits_by_project_and_module() {
     batch[5].project = "../evil".into();
     h.handle_batch(&batch).expect("written");
     assert_eq!(names(dir.path()), ["___evil.m.log", "p0.m.log", "p1.m.log"]);
-    assert_eq!(ids(&read(&dir.path().join("p0.m.log"))), ["a-0", "a-2", "a-4"]);
+    assert_eq!(
+        ids(&read(&dir.path().join("p0.m.log"))),
+        ["a-0", "a-2", "a-4"]
+    );
     assert_eq!(ids(&read(&dir.path().join("p1.m.log"))), ["a-1", "a-3"]);
 }
 
@@ -107,7 +120,10 @@ fn rotation_by_size_keeps_every_record_once_and_in_order() {
     let mut seen = Vec::new();
     let mut rotated: Vec<(u64, String)> = files
         .iter()
-        .filter_map(|n| n.strip_prefix("logrelay.log.").map(|s| (s.parse().expect("seq"), n.clone())))
+        .filter_map(|n| {
+            n.strip_prefix("logrelay.log.")
+                .map(|s| (s.parse().expect("seq"), n.clone()))
+        })
         .collect();
     rotated.sort();
     for (_, name) in &rotated {
@@ -134,7 +150,8 @@ fn on_runtime<T>(f: impl std::future::Future<Output = T>) -> T {
 }
 
 fn settings(dir: &std::path::Path, extra: &str) -> logrelay_files::Settings {
-    let json = logrelay_plugin_api::testing::config_json_from_toml(&config(dir, extra)).expect("toml");
+    let json =
+        logrelay_plugin_api::testing::config_json_from_toml(&config(dir, extra)).expect("toml");
     logrelay_plugin_api::parse_config::<Config>(&json)
         .expect("config")
         .validate()
@@ -151,7 +168,10 @@ fn rotation_by_time_follows_the_injected_clock_and_the_zone() {
     );
     on_runtime(async {
         let files = Files::start(s, clock.clone(), "t").await.expect("start");
-        files.handle_batch(&records("day1", 3)).await.expect("day 1");
+        files
+            .handle_batch(&records("day1", 3))
+            .await
+            .expect("day 1");
         // 23:59 in Paris: same day.
         clock.set(at("2024-05-01T21:59:59Z"));
         files.request("tick", "").await.expect("tick");
@@ -161,31 +181,53 @@ fn rotation_by_time_follows_the_injected_clock_and_the_zone() {
         files.request("tick", "").await.expect("tick");
         files.flush().await.expect("flush");
         assert_eq!(names(dir.path()), ["app-2024-05-01.log.1.gz"]);
-        files.handle_batch(&records("day2", 2)).await.expect("day 2");
+        files
+            .handle_batch(&records("day2", 2))
+            .await
+            .expect("day 2");
         assert_eq!(
             names(dir.path()),
             ["app-2024-05-01.log.1.gz", "app-2024-05-02.log"]
         );
-        let archived = gunzip(&std::fs::read(dir.path().join("app-2024-05-01.log.1.gz")).expect("read"));
-        assert_eq!(ids(&String::from_utf8(archived).expect("utf8")), ["day1-0", "day1-1", "day1-2"]);
+        let archived =
+            gunzip(&std::fs::read(dir.path().join("app-2024-05-01.log.1.gz")).expect("read"));
+        assert_eq!(
+            ids(&String::from_utf8(archived).expect("utf8")),
+            ["day1-0", "day1-1", "day1-2"]
+        );
 
         // Hourly, without a date in the name: rotated to .1, .2 ...
         files.shutdown().await.expect("shutdown");
     });
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(at("2024-05-01T10:00:00Z")));
-    let s = settings(dir.path(), "rotate_interval = \"hourly\"\ncompression = \"none\"");
+    let s = settings(
+        dir.path(),
+        "rotate_interval = \"hourly\"\ncompression = \"none\"",
+    );
     on_runtime(async {
         let files = Files::start(s, clock.clone(), "t").await.expect("start");
         for hour in 0..3 {
-            files.handle_batch(&records(&format!("h{hour}"), 1)).await.expect("write");
+            files
+                .handle_batch(&records(&format!("h{hour}"), 1))
+                .await
+                .expect("write");
             clock.advance(TimeDelta::minutes(59));
-            files.handle_batch(&records(&format!("h{hour}x"), 1)).await.expect("write");
+            files
+                .handle_batch(&records(&format!("h{hour}x"), 1))
+                .await
+                .expect("write");
             clock.advance(TimeDelta::minutes(1));
         }
         files.flush().await.expect("flush");
-        assert_eq!(names(dir.path()), ["logrelay.log", "logrelay.log.1", "logrelay.log.2"]);
-        assert_eq!(ids(&read(&dir.path().join("logrelay.log.2"))), ["h1-0", "h1x-0"]);
+        assert_eq!(
+            names(dir.path()),
+            ["logrelay.log", "logrelay.log.1", "logrelay.log.2"]
+        );
+        assert_eq!(
+            ids(&read(&dir.path().join("logrelay.log.2"))),
+            ["h1-0", "h1x-0"]
+        );
         files.shutdown().await.expect("shutdown");
     });
 }
@@ -217,7 +259,10 @@ fn archives_hold_exactly_what_was_written() {
 fn make(dir: &std::path::Path, name: &str, bytes: usize, age: Duration) {
     let path = dir.join(name);
     std::fs::write(&path, vec![b'x'; bytes]).expect("write");
-    let f = std::fs::File::options().write(true).open(&path).expect("open");
+    let f = std::fs::File::options()
+        .write(true)
+        .open(&path)
+        .expect("open");
     f.set_modified(SystemTime::now() - age).expect("mtime");
 }
 
@@ -226,7 +271,12 @@ fn retention_by_count_and_total_size_deletes_the_oldest_finished_files() {
     let hour = Duration::from_secs(3600);
     let dir = tempfile::tempdir().expect("tempdir");
     for i in 1..=5u32 {
-        make(dir.path(), &format!("logrelay.log.{i}.gz"), 100, hour * (10 - i));
+        make(
+            dir.path(),
+            &format!("logrelay.log.{i}.gz"),
+            100,
+            hour * (10 - i),
+        );
     }
     make(dir.path(), "logrelay.log", 100, Duration::ZERO);
     make(dir.path(), "other.txt", 100, hour * 20);
@@ -234,14 +284,23 @@ fn retention_by_count_and_total_size_deletes_the_oldest_finished_files() {
     h.request("retention", "").expect("retention");
     assert_eq!(
         names(dir.path()),
-        ["logrelay.log", "logrelay.log.3.gz", "logrelay.log.4.gz", "logrelay.log.5.gz", "other.txt"]
+        [
+            "logrelay.log",
+            "logrelay.log.3.gz",
+            "logrelay.log.4.gz",
+            "logrelay.log.5.gz",
+            "other.txt"
+        ]
     );
     h.shutdown().expect("shutdown");
     drop(h);
     // 4 files of ours, 400 bytes: a 250-byte cap leaves the current file and the newest one.
     let h = start(dir.path(), "retention_max_total_bytes = 250");
     h.request("retention", "").expect("retention");
-    assert_eq!(names(dir.path()), ["logrelay.log", "logrelay.log.5.gz", "other.txt"]);
+    assert_eq!(
+        names(dir.path()),
+        ["logrelay.log", "logrelay.log.5.gz", "other.txt"]
+    );
 }
 
 #[test]
@@ -251,7 +310,10 @@ fn retention_by_age_uses_the_clock() {
     make(dir.path(), "logrelay.log.1.gz", 10, hour * 30);
     make(dir.path(), "logrelay.log.2", 10, hour * 2);
     let clock = Arc::new(ManualClock::new(Utc::now()));
-    let s = settings(dir.path(), "retention_max_age_hours = 24\ncompression = \"none\"");
+    let s = settings(
+        dir.path(),
+        "retention_max_age_hours = 24\ncompression = \"none\"",
+    );
     on_runtime(async {
         let files = Files::start(s, clock.clone(), "t").await.expect("start");
         files.request("retention", "").await.expect("retention");
@@ -272,7 +334,10 @@ fn restart_continues_the_file_and_ends_a_partial_line() {
     drop(h);
     // A crash in the middle of a write leaves half a line.
     let path = dir.path().join("logrelay.log");
-    let mut f = std::fs::File::options().append(true).open(&path).expect("open");
+    let mut f = std::fs::File::options()
+        .append(true)
+        .open(&path)
+        .expect("open");
     std::io::Write::write_all(&mut f, b"{\"timestamp\":\"2023-11").expect("partial");
     drop(f);
     let h = start(dir.path(), "");
@@ -282,7 +347,10 @@ fn restart_continues_the_file_and_ends_a_partial_line() {
     assert_eq!(lines.len(), 5, "{text}");
     assert_eq!(lines[2], "{\"timestamp\":\"2023-11");
     let good: Vec<&str> = lines.iter().copied().filter(|l| l.ends_with('}')).collect();
-    assert_eq!(ids(&good.join("\n")), ["before-0", "before-1", "after-0", "after-1"]);
+    assert_eq!(
+        ids(&good.join("\n")),
+        ["before-0", "before-1", "after-0", "after-1"]
+    );
 }
 
 #[test]

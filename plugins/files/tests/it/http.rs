@@ -7,7 +7,10 @@ const TOKEN: &str = "s3cret-token";
 fn address(h: &logrelay_plugin_api::testing::Harness) -> String {
     let status: serde_json::Value =
         serde_json::from_str(&h.request("status", "").expect("status")).expect("json");
-    status["http_address"].as_str().expect("listening").to_owned()
+    status["http_address"]
+        .as_str()
+        .expect("listening")
+        .to_owned()
 }
 
 #[test]
@@ -15,7 +18,9 @@ fn list_download_ranges_and_refusals() {
     let dir = tempfile::tempdir().expect("tempdir");
     let h = start(
         dir.path(),
-        &format!("http_listen_address = \"127.0.0.1:0\"\nhttp_token = \"{TOKEN}\"\ncompression = \"gzip\""),
+        &format!(
+            "http_listen_address = \"127.0.0.1:0\"\nhttp_token = \"{TOKEN}\"\ncompression = \"gzip\""
+        ),
     );
     let addr = address(&h);
     let auth = ("Authorization", "Bearer s3cret-token");
@@ -43,34 +48,78 @@ fn list_download_ranges_and_refusals() {
     let files = list["files"].as_array().expect("files");
     let listed: Vec<(&str, &str)> = files
         .iter()
-        .map(|f| (f["name"].as_str().expect("name"), f["kind"].as_str().expect("kind")))
+        .map(|f| {
+            (
+                f["name"].as_str().expect("name"),
+                f["kind"].as_str().expect("kind"),
+            )
+        })
         .collect();
-    assert_eq!(listed, [("logrelay.log", "current"), ("logrelay.log.1.gz", "archive")]);
+    assert_eq!(
+        listed,
+        [
+            ("logrelay.log", "current"),
+            ("logrelay.log.1.gz", "archive")
+        ]
+    );
     assert_eq!(files[0]["size"], len as u64);
-    assert!(files[0]["modified"].as_str().expect("modified").ends_with('Z'));
+    assert!(
+        files[0]["modified"]
+            .as_str()
+            .expect("modified")
+            .ends_with('Z')
+    );
 
     let r = http_get(&addr, "/files/logrelay.log", &[auth]);
     assert_eq!(r.status, 200);
     assert_eq!(r.header("accept-ranges"), Some("bytes"));
     assert_eq!(r.body, current);
     let archive = std::fs::read(dir.path().join("logrelay.log.1.gz")).expect("archive");
-    assert_eq!(http_get(&addr, "/files/logrelay.log.1.gz", &[auth]).body, archive);
+    assert_eq!(
+        http_get(&addr, "/files/logrelay.log.1.gz", &[auth]).body,
+        archive
+    );
 
-    let r = http_get(&addr, "/files/logrelay.log", &[auth, ("Range", "bytes=10-19")]);
+    let r = http_get(
+        &addr,
+        "/files/logrelay.log",
+        &[auth, ("Range", "bytes=10-19")],
+    );
     assert_eq!(r.status, 206);
-    assert_eq!(r.header("content-range"), Some(format!("bytes 10-19/{len}").as_str()));
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes 10-19/{len}").as_str())
+    );
     assert_eq!(r.body, &current[10..20]);
     let r = http_get(&addr, "/files/logrelay.log", &[auth, ("Range", "bytes=-7")]);
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &current[len - 7..]);
-    let r = http_get(&addr, "/files/logrelay.log", &[auth, ("Range", "bytes=100-")]);
+    let r = http_get(
+        &addr,
+        "/files/logrelay.log",
+        &[auth, ("Range", "bytes=100-")],
+    );
     assert_eq!(r.status, 206);
     assert_eq!(r.body, &current[100..]);
-    assert_eq!(r.header("content-length"), Some((len - 100).to_string().as_str()));
-    let r = http_get(&addr, "/files/logrelay.log", &[auth, ("Range", &format!("bytes={len}-"))]);
+    assert_eq!(
+        r.header("content-length"),
+        Some((len - 100).to_string().as_str())
+    );
+    let r = http_get(
+        &addr,
+        "/files/logrelay.log",
+        &[auth, ("Range", &format!("bytes={len}-"))],
+    );
     assert_eq!(r.status, 416);
-    assert_eq!(r.header("content-range"), Some(format!("bytes */{len}").as_str()));
-    let r = http_get(&addr, "/files/logrelay.log", &[auth, ("Range", "bytes=0-1,5-6")]);
+    assert_eq!(
+        r.header("content-range"),
+        Some(format!("bytes */{len}").as_str())
+    );
+    let r = http_get(
+        &addr,
+        "/files/logrelay.log",
+        &[auth, ("Range", "bytes=0-1,5-6")],
+    );
     assert_eq!(r.status, 200, "several ranges: the whole file");
     assert_eq!(r.body, current);
 
@@ -91,17 +140,19 @@ fn list_download_ranges_and_refusals() {
     let r = http_get(&addr, "/files/logrelay.log.9", &[auth]);
     assert_eq!(r.status, 403);
     assert_eq!(http_get(&addr, "/files/not-ours.txt", &[auth]).status, 404);
-    assert_eq!(http_get(&addr, "/files/logrelay.log.77", &[auth]).status, 404);
+    assert_eq!(
+        http_get(&addr, "/files/logrelay.log.77", &[auth]).status,
+        404
+    );
     h.shutdown().expect("shutdown");
 }
 
 #[test]
 fn without_a_token_the_server_needs_an_explicit_opt_in() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let e = logrelay_plugin_api::testing::Harness::start::<logrelay_files::Files>(&crate::common::config(
-        dir.path(),
-        "http_listen_address = \"127.0.0.1:0\"",
-    ))
+    let e = logrelay_plugin_api::testing::Harness::start::<logrelay_files::Files>(
+        &crate::common::config(dir.path(), "http_listen_address = \"127.0.0.1:0\""),
+    )
     .err()
     .expect("refused");
     assert!(e.message.contains("http_allow_unauthenticated"), "{e}");

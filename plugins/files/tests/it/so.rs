@@ -42,7 +42,8 @@ fn the_library_loads_writes_rotates_and_archives() {
     assert!(lib.example_config().contains("directory"));
 
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = serde_json::json!({ "directory": dir.path(), "file_name": "{project}.log" }).to_string();
+    let config =
+        serde_json::json!({ "directory": dir.path(), "file_name": "{project}.log" }).to_string();
     let registry = Arc::new(Registry::default());
     let instance = (lib.module.new())(
         RStr::from("files"),
@@ -56,9 +57,18 @@ fn the_library_loads_writes_rotates_and_archives() {
         .handle_batch(RSlice::from_slice(&batch))
         .into_result()
         .expect("written");
-    assert_eq!(ids(&read(&dir.path().join("p0.log"))), ["so-0", "so-2", "so-4", "so-6", "so-8"]);
-    instance.request(RStr::from("rotate"), RStr::from("")).into_result().expect("rotate");
-    instance.request(RStr::from("flush"), RStr::from("")).into_result().expect("flush");
+    assert_eq!(
+        ids(&read(&dir.path().join("p0.log"))),
+        ["so-0", "so-2", "so-4", "so-6", "so-8"]
+    );
+    instance
+        .request(RStr::from("rotate"), RStr::from(""))
+        .into_result()
+        .expect("rotate");
+    instance
+        .request(RStr::from("flush"), RStr::from(""))
+        .into_result()
+        .expect("flush");
     assert!(dir.path().join("p1.log.1.gz").exists());
     let e = lib_error(&instance);
     assert!(e.contains("unknown method"), "{e}");
@@ -66,7 +76,10 @@ fn the_library_loads_writes_rotates_and_archives() {
 }
 
 fn lib_error(instance: &logrelay_plugin_api::abi::PluginBox) -> String {
-    match instance.request(RStr::from("nope"), RStr::from("")).into_result() {
+    match instance
+        .request(RStr::from("nope"), RStr::from(""))
+        .into_result()
+    {
         Ok(_) => panic!("an unknown method was answered"),
         Err(e) => e.message.to_string(),
     }
