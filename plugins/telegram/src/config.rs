@@ -505,7 +505,8 @@ impl Config {
                     },
                 })
                 .collect();
-            chats.dedup();
+            let mut seen = HashSet::new();
+            chats.retain(|c| seen.insert(*c));
             command_chats.extend(chats.iter().map(|c| c.chat_id));
             let template = raw
                 .template
