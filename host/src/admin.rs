@@ -11,12 +11,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::config::Delivery;
-use crate::engine::{Engine, InstanceHealth};
+use crate::engine::{Engine, InstanceHealth, ReloadReport};
 use crate::intake::IntakeStats;
+
+/// Re-reads plugins.toml and applies it; the answer is what changed, or why it was refused.
+pub type Reloader = Arc<dyn Fn() -> Result<ReloadReport, String> + Send + Sync>;
 
 /// What the admin routes read.
 #[derive(Clone)]
@@ -25,6 +28,8 @@ pub struct AdminState {
     pub engine: Arc<Engine>,
     /// The intake's counters.
     pub intake: Arc<IntakeStats>,
+    /// Applies a changed plugins.toml (`POST /reload`, like SIGHUP).
+    pub reload: Reloader,
 }
 
 /// The admin routes, without a socket (tests call it directly).
@@ -32,6 +37,7 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
+        .route("/reload", post(reload))
         .with_state(state)
 }
 
@@ -45,6 +51,29 @@ pub async fn serve(addr: SocketAddr, state: AdminState) -> std::io::Result<Socke
         }
     });
     Ok(bound)
+}
+
+async fn reload(State(state): State<AdminState>) -> impl IntoResponse {
+    let reload = state.reload.clone();
+    match tokio::task::spawn_blocking(move || reload()).await {
+        Ok(Ok(report)) => (
+            StatusCode::OK,
+            axum::Json(json!({
+                "status": "reloaded",
+                "added": report.added,
+                "changed": report.changed,
+                "removed": report.removed,
+            })),
+        ),
+        Ok(Err(reason)) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            axum::Json(json!({"status": "refused", "error": reason})),
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            axum::Json(json!({"status": "failed", "error": e.to_string()})),
+        ),
+    }
 }
 
 async fn health(State(state): State<AdminState>) -> impl IntoResponse {
@@ -151,7 +180,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Batches by outcome.",
     );
-    for inst in instances {
+    for inst in instances.iter() {
         let s = &inst.stats;
         let n = &inst.spec.name;
         for (outcome, v) in [
@@ -170,7 +199,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Retries after transient errors.",
     );
-    for inst in instances {
+    for inst in instances.iter() {
         let _ = writeln!(
             out,
             "logrelay_instance_retries_total{{instance=\"{}\"}} {}",
@@ -184,7 +213,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         "counter",
         "Records by outcome.",
     );
-    for inst in instances {
+    for inst in instances.iter() {
         let s = &inst.stats;
         for (outcome, v) in [
             ("ok", s.records_ok.load(Ordering::Relaxed)),
@@ -204,7 +233,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         "gauge",
         "Batches queued for the instance.",
     );
-    for inst in instances {
+    for inst in instances.iter() {
         let _ = writeln!(
             out,
             "logrelay_instance_channel_depth{{instance=\"{}\"}} {}",
@@ -218,7 +247,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         "gauge",
         "1 when healthy, 0 when its health check fails or it is disabled.",
     );
-    for inst in instances {
+    for inst in instances.iter() {
         let _ = writeln!(
             out,
             "logrelay_instance_up{{instance=\"{}\"}} {}",
@@ -232,7 +261,7 @@ pub fn render_metrics(state: &AdminState) -> String {
         "histogram",
         "Duration of handle_batch calls.",
     );
-    for inst in instances {
+    for inst in instances.iter() {
         let n = &inst.spec.name;
         let (buckets, count, sum) = inst.stats.call_seconds.snapshot();
         for (bound, c) in buckets {

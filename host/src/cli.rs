@@ -48,6 +48,8 @@ pub enum Command {
     Send(crate::send::SendArgs),
     /// Ask a running host for its health (`/health` on LOGRELAY_ADMIN_ADDR); exit 0 when healthy.
     Health,
+    /// Make a running host re-read plugins.toml (like SIGHUP); prints what changed or why not.
+    Reload,
 }
 
 /// Runs the command; the exit code says how it went.
@@ -70,8 +72,31 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugins => plugins(&settings),
         Command::Replay { file } => runtime.block_on(crate::replay::run(settings, &env, &file)),
         Command::Send(args) => runtime.block_on(crate::send::run(&settings, args)),
-        Command::Health => health(&settings),
+        Command::Health => admin_call(&settings, "GET", "/health"),
+        Command::Reload => admin_call(&settings, "POST", "/reload"),
     }
+}
+
+/// Re-reads plugins.toml and applies it to the running engine, logging the outcome.
+fn reload_now(
+    settings: &Settings,
+    env: &Env,
+    engine: &Engine,
+) -> Result<crate::engine::ReloadReport, String> {
+    tracing::info!(file = %settings.plugins_file.display(), "Reloading plugins.toml.");
+    let outcome = load_plugins_config(settings, env)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|config| engine.reload(&config).map_err(|e| e.to_string()));
+    match &outcome {
+        Ok(r) => tracing::info!(
+            added = ?r.added,
+            changed = ?r.changed,
+            removed = ?r.removed,
+            "Reloaded."
+        ),
+        Err(e) => tracing::error!(error = %e, "Reload refused; the running configuration stays."),
+    }
+    outcome
 }
 
 fn init_logging(filter: &str) {
@@ -114,7 +139,7 @@ pub async fn start_engine(
 async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
     let config = load_plugins_config(&settings, env)?;
     let (engine, completions) = start_engine(&settings, config).await?;
-    for inst in engine.instances() {
+    for inst in engine.instances().iter() {
         tracing::info!(
             plugin = %inst.spec.name,
             r#type = %inst.manifest.type_name,
@@ -126,9 +151,14 @@ async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
     tokio::spawn(engine.clone().watchdog());
     tokio::spawn(engine.clone().health_loop(settings.healthcheck_interval));
     let stats = Arc::new(IntakeStats::default());
+    let reloader: crate::admin::Reloader = {
+        let (settings, env, engine) = (settings.clone(), env.clone(), engine.clone());
+        Arc::new(move || reload_now(&settings, &env, &engine))
+    };
     let admin = crate::admin::AdminState {
         engine: engine.clone(),
         intake: stats.clone(),
+        reload: reloader.clone(),
     };
     let bound = crate::admin::serve(settings.admin_addr, admin)
         .await
@@ -138,7 +168,18 @@ async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
                 settings.admin_addr
             )
         })?;
-    tracing::info!(addr = %bound, "Serving /metrics and /health.");
+    tracing::info!(addr = %bound, "Serving /metrics, /health and /reload.");
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let reload = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || reload()).await;
+        }
+    });
     let (stop_tx, stop_rx) = watch::channel(false);
     let signalled = engine.clone();
     let shutdown_timeout = settings.shutdown_timeout;
@@ -202,21 +243,22 @@ async fn wait_for_signal() {
     }
 }
 
-/// `logrelay health`: one GET of `/health` on the admin address (the Docker HEALTHCHECK).
-fn health(settings: &Settings) -> anyhow::Result<ExitCode> {
+/// `logrelay health` / `logrelay reload`: one request to the running host's admin address
+/// (`health` is the Docker HEALTHCHECK). Exit 0 on a 200 answer.
+fn admin_call(settings: &Settings, method: &str, path: &str) -> anyhow::Result<ExitCode> {
     use std::io::{Read, Write};
     let mut addr = settings.admin_addr;
     if addr.ip().is_unspecified() {
         addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
     }
-    let timeout = std::time::Duration::from_secs(5);
+    let timeout = std::time::Duration::from_secs(60);
     let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| {
         format!("nothing answers on LOGRELAY_ADMIN_ADDR={addr}; is logrelay running?")
     })?;
     stream.set_read_timeout(Some(timeout))?;
     write!(
         stream,
-        "GET /health HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;

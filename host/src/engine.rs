@@ -8,7 +8,7 @@
 //! dead-lettered and why. Nothing is acknowledged before that.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,8 @@ pub struct Instance {
     /// The last periodic health check's failure, if it failed.
     unhealthy: Mutex<Option<String>>,
     capacity: usize,
+    /// Signals when the worker thread has finished (after the instance's `shutdown`).
+    done: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 /// What `/health` says of an instance.
@@ -464,14 +466,17 @@ impl From<&Settings> for EngineOptions {
 
 /// The running instances and the machinery around them.
 pub struct Engine {
-    instances: Vec<Arc<Instance>>,
+    /// The running instances; replaced as a whole (copy on write) by a reload.
+    instances: std::sync::RwLock<Arc<Vec<Arc<Instance>>>>,
     tracker: Arc<Tracker>,
     registry: Arc<Registry>,
     stop: Arc<Stop>,
     epoch: Instant,
     options: EngineOptions,
-    workers: Mutex<Vec<std::sync::mpsc::Receiver<()>>>,
     next_batch: AtomicU64,
+    next_instance: AtomicUsize,
+    /// Held for reading by every dispatch and for writing while a reload swaps instances.
+    reloading: tokio::sync::RwLock<()>,
     /// Set by [`Engine::shutdown`]: the channels are closed.
     closed: AtomicBool,
 }
@@ -485,14 +490,14 @@ struct Built {
 
 /// Loads every enabled instance, builds it and runs its health check, collecting every error.
 /// Blocking: call it from a blocking thread.
-fn build_all(
-    config: &PluginsConfig,
+fn build_all<'a>(
+    specs: impl IntoIterator<Item = &'a InstanceSpec>,
     registry: &Arc<Registry>,
 ) -> Result<Vec<Built>, StartupErrors> {
     let mut loader = Loader::default();
     let mut errors = Vec::new();
     let mut built = Vec::new();
-    for spec in config.enabled() {
+    for spec in specs {
         let at = format!("[plugins.{}]", spec.name);
         let lib = match loader.load(&spec.library, &spec.type_name) {
             Ok(lib) => lib,
@@ -559,65 +564,205 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<(Arc<Engine>, mpsc::UnboundedReceiver<Completed>), StartupErrors> {
         let registry = Arc::new(Registry::default());
-        let built = build_all(config, &registry)?;
+        let built = build_all(config.enabled(), &registry)?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        let tracker = Arc::new(Tracker {
-            state: Mutex::new(TrackerState::default()),
-            done: done_tx,
-            idle: tokio::sync::Notify::new(),
-        });
-        let stop = Arc::new(Stop::default());
-        let epoch = Instant::now();
-        let mut instances = Vec::new();
-        let mut workers = Vec::new();
-        for (index, b) in built.into_iter().enumerate() {
-            let (tx, rx) = mpsc::channel(options.channel_capacity);
-            let inst = Arc::new(Instance {
-                spec: b.spec,
-                manifest: b.manifest,
-                stats: InstanceStats::default(),
-                plugin: b.plugin,
-                index,
-                disabled: AtomicBool::new(false),
-                disabled_reason: Mutex::new(None),
-                busy_since_ms: AtomicU64::new(0),
-                tx: Mutex::new(Some(tx)),
-                last_drop_warning: Mutex::new(None),
-                unhealthy: Mutex::new(None),
-                capacity: options.channel_capacity,
-            });
-            let (done_tx, done_rx) = std::sync::mpsc::channel();
-            let worker = Worker {
-                inst: inst.clone(),
-                tracker: tracker.clone(),
-                stop: stop.clone(),
-                epoch,
-                retry_max: options.retry_max,
-            };
-            std::thread::Builder::new()
-                .name(format!("inst-{}", inst.spec.name))
-                .spawn(move || {
-                    worker.run(rx);
-                    let _ = done_tx.send(());
-                })
-                .map_err(|e| StartupErrors(vec![format!("cannot start a worker thread: {e}")]))?;
-            workers.push(done_rx);
-            instances.push(inst);
-        }
-        Ok((
-            Arc::new(Engine {
-                instances,
-                tracker,
-                registry,
-                stop,
-                epoch,
-                options,
-                workers: Mutex::new(workers),
-                next_batch: AtomicU64::new(1),
-                closed: AtomicBool::new(false),
+        let engine = Arc::new(Engine {
+            instances: std::sync::RwLock::new(Arc::new(Vec::new())),
+            tracker: Arc::new(Tracker {
+                state: Mutex::new(TrackerState::default()),
+                done: done_tx,
+                idle: tokio::sync::Notify::new(),
             }),
-            done_rx,
-        ))
+            registry,
+            stop: Arc::new(Stop::default()),
+            epoch: Instant::now(),
+            options,
+            next_batch: AtomicU64::new(1),
+            next_instance: AtomicUsize::new(0),
+            reloading: tokio::sync::RwLock::new(()),
+            closed: AtomicBool::new(false),
+        });
+        let mut instances = Vec::new();
+        for b in built {
+            instances.push(engine.spawn(b)?);
+        }
+        engine.publish(instances);
+        Ok((engine, done_rx))
+    }
+
+    /// Starts the worker thread of a built instance.
+    fn spawn(&self, b: Built) -> Result<Arc<Instance>, StartupErrors> {
+        let (tx, rx) = mpsc::channel(self.options.channel_capacity);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let inst = Arc::new(Instance {
+            spec: b.spec,
+            manifest: b.manifest,
+            stats: InstanceStats::default(),
+            plugin: b.plugin,
+            index: self.next_instance.fetch_add(1, Ordering::Relaxed),
+            disabled: AtomicBool::new(false),
+            disabled_reason: Mutex::new(None),
+            busy_since_ms: AtomicU64::new(0),
+            tx: Mutex::new(Some(tx)),
+            last_drop_warning: Mutex::new(None),
+            unhealthy: Mutex::new(None),
+            capacity: self.options.channel_capacity,
+            done: Mutex::new(Some(done_rx)),
+        });
+        let worker = Worker {
+            inst: inst.clone(),
+            tracker: self.tracker.clone(),
+            stop: self.stop.clone(),
+            epoch: self.epoch,
+            retry_max: self.options.retry_max,
+        };
+        std::thread::Builder::new()
+            .name(format!("inst-{}", inst.spec.name))
+            .spawn(move || {
+                worker.run(rx);
+                let _ = done_tx.send(());
+            })
+            .map_err(|e| StartupErrors(vec![format!("cannot start a worker thread: {e}")]))?;
+        Ok(inst)
+    }
+
+    /// Makes `instances` the set dispatch routes to.
+    fn publish(&self, mut instances: Vec<Arc<Instance>>) {
+        instances.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        *self
+            .instances
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(instances);
+    }
+
+    /// Stops one instance: no new batches, its queue drained, its `shutdown` called. Waits for
+    /// its worker until `deadline`. Blocking.
+    fn retire(&self, inst: &Instance, deadline: Instant) {
+        inst.tx
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let done = inst
+            .done
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(done) = done {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done.recv_timeout(left).is_err() {
+                tracing::warn!(plugin = %inst.spec.name, "Instance did not finish before the deadline.");
+            }
+        }
+        self.registry.remove(&inst.spec.name);
+    }
+
+    /// Applies a new plugins.toml while intake keeps running: starts added instances, stops
+    /// removed ones (after they finished their queue), restarts changed ones. Nothing is lost:
+    /// batches already handed to a stopping instance are finished by it; later ones go to the
+    /// new set. A configuration whose libraries or added instances fail is refused with the
+    /// reasons and the running set stays as it is. Blocking.
+    pub fn reload(&self, config: &PluginsConfig) -> Result<ReloadReport, StartupErrors> {
+        let current = self.instances();
+        let wanted: Vec<&InstanceSpec> = config.enabled().collect();
+        let added: Vec<&InstanceSpec> = wanted
+            .iter()
+            .copied()
+            .filter(|w| !current.iter().any(|c| c.spec.name == w.name))
+            .collect();
+        let changed: Vec<&InstanceSpec> = wanted
+            .iter()
+            .copied()
+            .filter(|w| {
+                current
+                    .iter()
+                    .any(|c| c.spec.name == w.name && c.spec != **w)
+            })
+            .collect();
+        let removed: Vec<Arc<Instance>> = current
+            .iter()
+            .filter(|c| !wanted.iter().any(|w| w.name == c.spec.name))
+            .cloned()
+            .collect();
+        // Check every library (of added and changed instances) before anything changes.
+        let mut loader = Loader::default();
+        let mut errors = Vec::new();
+        for spec in added.iter().chain(&changed) {
+            match loader.load(&spec.library, &spec.type_name) {
+                Ok(lib) if lib.manifest().type_name != spec.type_name => errors.push(format!(
+                    "[plugins.{}]: {} is a `{}` connector, not `{}`",
+                    spec.name,
+                    spec.library.display(),
+                    lib.manifest().type_name,
+                    spec.type_name
+                )),
+                Ok(_) => {}
+                Err(e) => errors.push(format!("[plugins.{}]: {e}", spec.name)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(StartupErrors(errors));
+        }
+        // Added instances are built (and health-checked) while the old set still runs.
+        let mut started = Vec::new();
+        for b in build_all(added.iter().copied(), &self.registry)? {
+            started.push(self.spawn(b)?);
+        }
+        let deadline = Instant::now() + self.options.call_timeout;
+        let mut next: Vec<Arc<Instance>> = current
+            .iter()
+            .filter(|c| {
+                wanted
+                    .iter()
+                    .any(|w| w.name == c.spec.name && c.spec == **w)
+            })
+            .cloned()
+            .collect();
+        next.extend(started.iter().cloned());
+        // Dispatch waits while changed instances are swapped (back-pressure, like a slow
+        // instance): a batch dispatched meanwhile reaches the new instance, never neither.
+        let _swap = self.reloading.blocking_write();
+        // Changed instances: the old one finishes its queue and stops before the new one
+        // starts (both may hold the same port or file).
+        let mut restart_errors = Vec::new();
+        for spec in &changed {
+            let Some(old) = current.iter().find(|c| c.spec.name == spec.name) else {
+                continue;
+            };
+            self.retire(old, deadline);
+            let rebuilt = build_all([*spec], &self.registry).and_then(|mut b| {
+                b.pop()
+                    .ok_or_else(|| StartupErrors(vec!["nothing was built".into()]))
+                    .and_then(|b| self.spawn(b))
+            });
+            match rebuilt {
+                Ok(inst) => next.push(inst),
+                Err(e) => {
+                    restart_errors.extend(e.0);
+                    // Bring the previous configuration back rather than leave a hole.
+                    if let Ok(mut b) = build_all([&old.spec], &self.registry)
+                        && let Some(b) = b.pop()
+                        && let Ok(inst) = self.spawn(b)
+                    {
+                        next.push(inst);
+                    }
+                }
+            }
+        }
+        self.publish(next);
+        drop(_swap);
+        for inst in &removed {
+            self.retire(inst, deadline);
+        }
+        let report = ReloadReport {
+            added: added.iter().map(|s| s.name.clone()).collect(),
+            changed: changed.iter().map(|s| s.name.clone()).collect(),
+            removed: removed.iter().map(|i| i.spec.name.clone()).collect(),
+        };
+        if restart_errors.is_empty() {
+            Ok(report)
+        } else {
+            Err(StartupErrors(restart_errors))
+        }
     }
 
     /// Loads, builds and health-checks every enabled instance, then shuts them down: `logrelay check`.
@@ -625,7 +770,7 @@ impl Engine {
         config: &PluginsConfig,
     ) -> Result<Vec<(InstanceSpec, ManifestInfo)>, StartupErrors> {
         let registry = Arc::new(Registry::default());
-        let built = build_all(config, &registry)?;
+        let built = build_all(config.enabled(), &registry)?;
         let mut out = Vec::new();
         for b in built {
             if let Err(e) = b.plugin.shutdown().into_result() {
@@ -636,9 +781,12 @@ impl Engine {
         Ok(out)
     }
 
-    /// The running instances.
-    pub fn instances(&self) -> &[Arc<Instance>] {
-        &self.instances
+    /// The running instances, sorted by name (a snapshot: a reload replaces the set).
+    pub fn instances(&self) -> Arc<Vec<Arc<Instance>>> {
+        self.instances
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Calls `request` on a named instance (blocking).
@@ -659,10 +807,12 @@ impl Engine {
     /// Routes a batch to the instances. Waits while a required instance's channel is full: that
     /// wait is the back-pressure that stops intake.
     pub async fn dispatch(&self, batch: Batch) {
+        let _no_swap = self.reloading.read().await;
         let batch = Arc::new(batch);
-        let mut jobs: Vec<(&Arc<Instance>, Job)> = Vec::with_capacity(self.instances.len());
+        let instances = self.instances();
+        let mut jobs: Vec<(&Arc<Instance>, Job)> = Vec::with_capacity(instances.len());
         let mut waiting = Vec::new();
-        for inst in &self.instances {
+        for inst in instances.iter() {
             let subset = if inst.spec.route.is_all() {
                 None
             } else {
@@ -782,7 +932,7 @@ impl Engine {
     pub fn check_hung(&self) {
         let now = self.epoch.elapsed().as_millis() as u64;
         let limit = self.options.call_timeout.as_millis() as u64;
-        for inst in &self.instances {
+        for inst in self.instances().iter() {
             let since = inst.busy_since_ms.load(Ordering::Acquire);
             if since != 0 && now.saturating_sub(since) > limit && !inst.is_disabled() {
                 let reason = format!(
@@ -815,7 +965,7 @@ impl Engine {
             }
             let engine = self.clone();
             let _ = tokio::task::spawn_blocking(move || {
-                for inst in &engine.instances {
+                for inst in engine.instances().iter() {
                     inst.run_healthcheck();
                 }
             })
@@ -828,22 +978,29 @@ impl Engine {
     pub fn shutdown(&self, deadline: Instant) {
         self.stop.set();
         self.closed.store(true, Ordering::Release);
-        for inst in &self.instances {
+        let instances = self.instances();
+        // Close every channel first so the workers finish in parallel.
+        for inst in instances.iter() {
             inst.tx
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .take();
         }
-        let workers =
-            std::mem::take(&mut *self.workers.lock().unwrap_or_else(PoisonError::into_inner));
-        for (inst, done) in self.instances.iter().zip(workers) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if done.recv_timeout(left).is_err() {
-                tracing::warn!(plugin = %inst.spec.name, "Instance did not finish before the shutdown deadline.");
-            }
-            self.registry.remove(&inst.spec.name);
+        for inst in instances.iter() {
+            self.retire(inst, deadline);
         }
     }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadReport {
+    /// Instances started.
+    pub added: Vec<String>,
+    /// Instances restarted with a new configuration.
+    pub changed: Vec<String>,
+    /// Instances stopped.
+    pub removed: Vec<String>,
 }
 
 fn warn_dropped(inst: &Instance, n: u64) {

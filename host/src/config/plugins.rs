@@ -106,7 +106,7 @@ impl Route {
 }
 
 /// One validated instance of a connector.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InstanceSpec {
     /// The name chosen in plugins.toml.
     pub name: String,

@@ -413,3 +413,77 @@ async fn metrics_move_and_health_follows_the_instance() {
     assert!(wait_exit(&mut host, Duration::from_secs(20)).success());
     delete(&ch, &queue).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_by_command_and_by_sighup_and_a_bad_config_is_refused() {
+    let _broker = broker_shared().await;
+    let queue = unique("reload");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plugins = dir.path().join("plugins.toml");
+    std::fs::write(&plugins, "[plugins.a]\ntype = \"fixture\"\n").expect("write");
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    let addr = free_addr();
+    let env = [
+        ("LOGRELAY_QUEUE", queue.clone()),
+        ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
+        ("LOGRELAY_ADMIN_ADDR", addr.clone()),
+    ];
+    let mut host = logrelay(dir.path(), &env)
+        .arg("run")
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run");
+    assert!(wait_until(Duration::from_secs(20), || {
+        http_get(&addr, "/health").is_some_and(|(s, _)| s == 200)
+    }));
+
+    std::fs::write(
+        &plugins,
+        "[plugins.a]\ntype = \"fixture\"\n[plugins.b]\ntype = \"fixture\"\n",
+    )
+    .expect("write");
+    let out = logrelay(dir.path(), &env)
+        .arg("reload")
+        .output()
+        .expect("reload");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("\"added\":[\"b\"]"), "{stdout}");
+
+    std::fs::write(&plugins, "[plugins.a]\ntype = \"fixture\"\nbogus = 1\n").expect("write");
+    let out = logrelay(dir.path(), &env)
+        .arg("reload")
+        .output()
+        .expect("reload");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "a bad config must be refused: {stdout}"
+    );
+    assert!(
+        stdout.contains("refused") && stdout.contains("bogus"),
+        "{stdout}"
+    );
+    let (_, health) = http_get(&addr, "/health").expect("health");
+    assert!(
+        health.contains("\"name\":\"b\""),
+        "the running set stays: {health}"
+    );
+
+    std::fs::write(&plugins, "[plugins.b]\ntype = \"fixture\"\n").expect("write");
+    let status = Command::new("kill")
+        .args(["-HUP", &host.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            http_get(&addr, "/health").is_some_and(|(_, b)| !b.contains("\"name\":\"a\""))
+        }),
+        "SIGHUP did not remove instance a"
+    );
+    sigterm(&host);
+    assert!(wait_exit(&mut host, Duration::from_secs(20)).success());
+    delete(&ch, &queue).await;
+}

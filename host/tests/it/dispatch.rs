@@ -118,7 +118,8 @@ config = {{ record_to = {ids:?} }}
         "records routed to the panicked instance cannot be accepted"
     );
     assert!(c.failed[0].1.contains("panicked"), "{:?}", c.failed[0]);
-    let boom = &engine.instances()[0];
+    let instances = engine.instances();
+    let boom = &instances[0];
     assert!(boom.is_disabled());
     // The other instance keeps working, and later batches complete.
     engine.dispatch(batch(&engine, 2)).await;
@@ -193,7 +194,8 @@ config = {{ sleep_ms = 2000 }}
         "{:?}",
         started.elapsed()
     );
-    let lazy = &engine.instances()[0];
+    let instances = engine.instances();
+    let lazy = &instances[0];
     assert_eq!(lazy.spec.name, "lazy");
     assert!(lazy.stats.records_dropped.load(Ordering::Relaxed) > 0);
     assert!(wait_until(Duration::from_secs(2), || read_ids(&ids).len() == 50));
@@ -229,13 +231,13 @@ async fn a_hung_instance_does_not_freeze_dispatch() {
 async fn stop_retrying_releases_dispatch_and_abandons_unaccepted_batches() {
     let dir = tempfile::tempdir().expect("tempdir");
     let flag = dir.path().join("failing");
-    std::fs::write(&flag, "").expect("flag");
     let config = parse_config(&format!(
         "[plugins.down]\ntype = \"fixture\"\nconfig = {{ fail_while_exists = {flag:?} }}\n"
     ));
     let mut opts = options();
     opts.channel_capacity = 1;
     let (engine, _done) = Engine::start(&config, opts).expect("engine");
+    std::fs::write(&flag, "").expect("flag");
     let feeder = engine.clone();
     let feeding = tokio::spawn(async move {
         for _ in 0..5 {
@@ -261,4 +263,122 @@ async fn stop_retrying_releases_dispatch_and_abandons_unaccepted_batches() {
     );
     assert!(stopping.elapsed() < Duration::from_secs(3));
     engine.shutdown(Instant::now() + Duration::from_secs(2));
+}
+
+fn unique_batch(engine: &Engine, tag: &str, n: usize) -> (Batch, Vec<String>) {
+    let mut records = sample_records(n);
+    let mut ids = Vec::with_capacity(n);
+    for (i, r) in records.iter_mut().enumerate() {
+        let id = format!("{tag}-{i}");
+        r.id = id.as_str().into();
+        ids.push(id);
+    }
+    (
+        Batch {
+            id: engine.next_batch_id(),
+            records,
+            deliveries: vec![DeliveryRef {
+                generation: 1,
+                tag: 1,
+            }],
+        },
+        ids,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reload_adds_changes_and_removes_instances_under_load_losing_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (dir.path().join("a.txt"), dir.path().join("b.txt"));
+    let first = format!("[plugins.a]\ntype = \"fixture\"\nconfig = {{ record_to = {a:?} }}\n");
+    let (engine, mut done) = start(&first);
+    let second = parse_config(&format!(
+        "[plugins.a]\ntype = \"fixture\"\nconfig = {{ record_to = {a:?}, sleep_ms = 2 }}\n[plugins.b]\ntype = \"fixture\"\nconfig = {{ record_to = {b:?} }}\n"
+    ));
+    let third = parse_config(&format!(
+        "[plugins.b]\ntype = \"fixture\"\nconfig = {{ record_to = {b:?} }}\n"
+    ));
+    let feeder = engine.clone();
+    let (phase_tx, phase_rx) = tokio::sync::watch::channel(0u8);
+    let feeding = tokio::spawn(async move {
+        // (phase when dispatched, ids) for every batch.
+        let mut sent = Vec::new();
+        for i in 0..300 {
+            let phase = *phase_rx.borrow();
+            let (batch, ids) = unique_batch(&feeder, &format!("b{i}"), 10);
+            feeder.dispatch(batch).await;
+            sent.push((phase, ids));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        sent
+    });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let reloader = engine.clone();
+    let report = tokio::task::spawn_blocking(move || reloader.reload(&second))
+        .await
+        .expect("task")
+        .expect("second config applies");
+    assert_eq!(report.added, vec!["b".to_owned()]);
+    assert_eq!(report.changed, vec!["a".to_owned()]);
+    let _ = phase_tx.send(1);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let _ = phase_tx.send(2);
+    let reloader = engine.clone();
+    let report = tokio::task::spawn_blocking(move || reloader.reload(&third))
+        .await
+        .expect("task")
+        .expect("third config applies");
+    assert_eq!(report.removed, vec!["a".to_owned()]);
+    let _ = phase_tx.send(3);
+    let sent = feeding.await.expect("feeder");
+    for _ in 0..sent.len() {
+        let c = next(&mut done).await;
+        assert!(c.failed.is_empty(), "{:?}", c.failed);
+    }
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+    let in_a: std::collections::HashSet<String> = read_ids(&a).into_iter().collect();
+    let in_b: std::collections::HashSet<String> = read_ids(&b).into_iter().collect();
+    for (phase, ids) in &sent {
+        for id in ids {
+            if *phase <= 1 {
+                assert!(in_a.contains(id), "{id} (phase {phase}) lost for a");
+            }
+            if (1..=3).contains(phase) {
+                assert!(in_b.contains(id), "{id} (phase {phase}) lost for b");
+            }
+        }
+    }
+    assert!(
+        sent.iter().any(|(p, _)| *p == 3),
+        "the test never reached its last phase"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bad_reload_is_refused_and_the_running_set_stays() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = dir.path().join("a.txt");
+    let (engine, mut done) = start(&format!(
+        "[plugins.a]\ntype = \"fixture\"\nconfig = {{ record_to = {a:?} }}\n"
+    ));
+    let bad = parse_config(&format!(
+        "[plugins.a]\ntype = \"fixture\"\nconfig = {{ record_to = {a:?} }}\n[plugins.ghost]\ntype = \"nosuchconnector\"\n[plugins.sick]\ntype = \"fixture\"\nconfig = {{ unhealthy = true }}\n"
+    ));
+    let err = engine.reload(&bad).expect_err("refused");
+    assert!(err.to_string().contains("[plugins.ghost]"), "{err}");
+    let bad = parse_config(&format!(
+        "[plugins.a]\ntype = \"fixture\"\nconfig = {{ record_to = {a:?} }}\n[plugins.sick]\ntype = \"fixture\"\nconfig = {{ unhealthy = true }}\n"
+    ));
+    let err = engine.reload(&bad).expect_err("refused");
+    assert!(err.to_string().contains("health check failed"), "{err}");
+    let names: Vec<String> = engine
+        .instances()
+        .iter()
+        .map(|i| i.spec.name.clone())
+        .collect();
+    assert_eq!(names, vec!["a".to_owned()]);
+    engine.dispatch(batch(&engine, 3)).await;
+    assert!(next(&mut done).await.failed.is_empty());
+    assert_eq!(read_ids(&a).len(), 3);
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
 }
