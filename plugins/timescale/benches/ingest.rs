@@ -157,6 +157,9 @@ fn ingest(rt: &tokio::runtime::Runtime, rows: usize) {
     admin(rt, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
 }
 
+/// A named request body generator.
+type Case = (&'static str, Box<dyn Fn(usize) -> Value>);
+
 fn p95(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
     (v[v.len() / 2], v[(v.len() * 95 / 100).min(v.len() - 1)])
@@ -198,7 +201,7 @@ fn queries(rt: &tokio::runtime::Runtime, n: u64, samples: usize) {
     );
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
     let hour = 3_600_000_000_000i64;
-    let cases: Vec<(&str, Box<dyn Fn(usize) -> Value>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "newest 100 by project",
             Box::new(|i| json!({"project": format!("project-{}", i % 20), "limit": 100})),

@@ -935,6 +935,7 @@ fn numeric_json(b: &[u8]) -> Value {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

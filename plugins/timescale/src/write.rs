@@ -147,6 +147,7 @@ pub fn check_record(r: &Record) -> Result<(), String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use logrelay_plugin_api::Level;
