@@ -1,0 +1,466 @@
+//! Filters and paging, parsed from query strings (`GET`) or JSON bodies (`POST /logs/delete`)
+//! into one checked [`Filter`], with errors naming the parameter. The filter becomes the store's
+//! request body, or matches live records for the tail.
+
+use chrono::{DateTime, NaiveDate, Utc};
+use logrelay_plugin_api::Level;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::error::ApiError;
+
+/// A checked filter; every field combines with AND.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Filter {
+    /// Any of these ids.
+    pub ids: Vec<String>,
+    /// From this time (nanoseconds, inclusive).
+    pub from_ns: Option<i64>,
+    /// Before this time (nanoseconds, exclusive).
+    pub to_ns: Option<i64>,
+    /// Exactly this level.
+    pub level: Option<Level>,
+    /// This level or more severe.
+    pub min_level: Option<Level>,
+    /// Any of these projects.
+    pub projects: Vec<String>,
+    /// Any of these modules.
+    pub modules: Vec<String>,
+    /// Case-insensitive substring of the message (lowercased).
+    pub text: Option<String>,
+}
+
+/// Paging of a list.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Page {
+    /// Records per page.
+    pub limit: Option<u32>,
+    /// The `next` of the previous page.
+    pub cursor: Option<String>,
+}
+
+/// Every query parameter a filter route knows, with what it means (also used by the OpenAPI
+/// document).
+pub const FILTER_PARAMS: &[&str] = &[
+    "id",
+    "from",
+    "to",
+    "level",
+    "min_level",
+    "project",
+    "module",
+    "text",
+];
+
+/// Parses a time: RFC 3339 (`2024-05-01T12:00:00Z`), a date (`2024-05-01`, midnight UTC) or
+/// integer nanoseconds since the epoch.
+pub fn parse_time(parameter: &str, text: &str) -> Result<i64, ApiError> {
+    let t = text.trim();
+    if let Ok(ns) = t.parse::<i64>() {
+        return Ok(ns);
+    }
+    let parsed = DateTime::parse_from_rfc3339(t)
+        .or_else(|e| {
+            // A `+` in a query string arrives as a space: `...T12:00:00 02:00`.
+            if t.contains(' ') {
+                DateTime::parse_from_rfc3339(&t.replace(' ', "+"))
+            } else {
+                Err(e)
+            }
+        })
+        .map(|d| d.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(t, "%Y-%m-%d")
+                .ok()
+                .and_then(|d| d.and_hms_opt(0, 0, 0))
+                .map(|d| d.and_utc())
+        });
+    let bad = || {
+        ApiError::bad(
+            parameter,
+            format!(
+                "`{parameter}`: `{text}` is not a time; write RFC 3339 (2024-05-01T12:00:00Z), a date (2024-05-01) or nanoseconds since the epoch"
+            ),
+        )
+    };
+    let dt = parsed.ok_or_else(bad)?;
+    dt.timestamp_nanos_opt().ok_or_else(|| {
+        ApiError::bad(
+            parameter,
+            format!("`{parameter}`: `{text}` is outside 1677-09-21..2262-04-11"),
+        )
+    })
+}
+
+/// Parses a level name (`warning`, `warn`, `ERROR`...) or number 0-5.
+pub fn parse_level(parameter: &str, text: &str) -> Result<Level, ApiError> {
+    if let Ok(n) = text.trim().parse::<u8>()
+        && n <= 5
+    {
+        return Ok(Level(n));
+    }
+    Level::from_name(text).ok_or_else(|| {
+        ApiError::bad(
+            parameter,
+            format!(
+                "`{parameter}`: unknown level `{text}`; use trace, debug, info, warning, error, critical (or 0-5)"
+            ),
+        )
+    })
+}
+
+/// Parses a positive count no larger than `max` (413 beyond).
+pub fn parse_count(parameter: &str, text: &str, max: u32) -> Result<u32, ApiError> {
+    let n: u64 = text.trim().parse().map_err(|_| {
+        ApiError::bad(
+            parameter,
+            format!("`{parameter}`: `{text}` is not a positive whole number"),
+        )
+    })?;
+    if n == 0 {
+        return Err(ApiError::bad(
+            parameter,
+            format!("`{parameter}` must be at least 1"),
+        ));
+    }
+    if n > u64::from(max) {
+        return Err(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "`{parameter}` is {n}; at most {max} records per page (follow `next` for more)"
+            ),
+        )
+        .at(parameter));
+    }
+    Ok(n as u32)
+}
+
+fn check_cursor(text: &str) -> Result<String, ApiError> {
+    let ok = text
+        .split_once(':')
+        .is_some_and(|(micros, _)| micros.parse::<i64>().is_ok());
+    if ok {
+        Ok(text.to_owned())
+    } else {
+        Err(ApiError::bad(
+            "cursor",
+            format!(
+                "`cursor`: `{text}` is not a cursor; pass back the `next` of the previous page"
+            ),
+        ))
+    }
+}
+
+fn no_nul(parameter: &str, text: &str) -> Result<(), ApiError> {
+    if text.contains('\0') {
+        Err(ApiError::bad(
+            parameter,
+            format!("`{parameter}` contains a NUL character"),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// Parses query pairs. `allowed` lists the parameters the route takes (filter names, `limit`,
+/// `cursor`, `count`); anything else is refused naming it. Returns the filter, the page and the
+/// `count` if given.
+pub fn from_query(
+    pairs: &[(String, String)],
+    allowed: &[&str],
+    max_page_size: u32,
+) -> Result<(Filter, Page), ApiError> {
+    let mut f = Filter::default();
+    let mut page = Page::default();
+    let mut seen: Vec<&str> = Vec::new();
+    for (key, value) in pairs {
+        let Some(&known) = allowed.iter().find(|a| **a == key.as_str()) else {
+            return Err(ApiError::bad(
+                key,
+                format!(
+                    "unknown parameter `{key}`; this route takes {}",
+                    allowed
+                        .iter()
+                        .map(|a| format!("`{a}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        };
+        let repeatable = matches!(known, "id" | "project" | "module");
+        if !repeatable && seen.contains(&known) {
+            return Err(ApiError::bad(
+                known,
+                format!("`{known}` is given more than once"),
+            ));
+        }
+        seen.push(known);
+        no_nul(known, value)?;
+        match known {
+            "id" => f.ids.push(value.clone()),
+            "from" => f.from_ns = Some(parse_time(known, value)?),
+            "to" => f.to_ns = Some(parse_time(known, value)?),
+            "level" => f.level = Some(parse_level(known, value)?),
+            "min_level" => f.min_level = Some(parse_level(known, value)?),
+            "project" => f.projects.push(value.clone()),
+            "module" => f.modules.push(value.clone()),
+            "text" => f.text = Some(value.clone()).filter(|t| !t.is_empty()),
+            "limit" | "count" => page.limit = Some(parse_count(known, value, max_page_size)?),
+            "cursor" => page.cursor = Some(check_cursor(value)?),
+            _ => {}
+        }
+    }
+    f.check()?;
+    Ok((f, page))
+}
+
+/// A time in a JSON body: RFC 3339 text or nanoseconds.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum TimeArg {
+    Ns(i64),
+    Text(String),
+}
+
+/// A level in a JSON body: a name or 0-5.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum LevelArg {
+    /// 0-5.
+    Num(u8),
+    /// A name.
+    Name(String),
+}
+
+impl LevelArg {
+    /// The level, or 400 naming `parameter`.
+    pub fn resolve(&self, parameter: &str) -> Result<Level, ApiError> {
+        match self {
+            LevelArg::Num(n) => parse_level(parameter, &n.to_string()),
+            LevelArg::Name(s) => parse_level(parameter, s),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+/// The body of `POST /logs/delete`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilterBody {
+    ids: Option<Vec<String>>,
+    from: Option<TimeArg>,
+    to: Option<TimeArg>,
+    level: Option<LevelArg>,
+    min_level: Option<LevelArg>,
+    #[serde(alias = "projects")]
+    project: Option<OneOrMany>,
+    #[serde(alias = "modules")]
+    module: Option<OneOrMany>,
+    text: Option<String>,
+    /// Must be `true` to delete with an empty filter.
+    #[serde(default)]
+    pub all: bool,
+}
+
+impl FilterBody {
+    /// The checked filter.
+    pub fn into_filter(self) -> Result<Filter, ApiError> {
+        let time = |p: &str, t: Option<TimeArg>| -> Result<Option<i64>, ApiError> {
+            match t {
+                None => Ok(None),
+                Some(TimeArg::Ns(n)) => Ok(Some(n)),
+                Some(TimeArg::Text(s)) => parse_time(p, &s).map(Some),
+            }
+        };
+        let list = |p: &str, v: Option<OneOrMany>| -> Result<Vec<String>, ApiError> {
+            let v = match v {
+                None => return Ok(Vec::new()),
+                Some(OneOrMany::One(s)) => vec![s],
+                Some(OneOrMany::Many(v)) => v,
+            };
+            if v.is_empty() {
+                return Err(ApiError::bad(
+                    p,
+                    format!("`{p}`: an empty list matches nothing; leave the field out instead"),
+                ));
+            }
+            for s in &v {
+                no_nul(p, s)?;
+            }
+            Ok(v)
+        };
+        let ids = match self.ids {
+            Some(v) => list("ids", Some(OneOrMany::Many(v)))?,
+            None => Vec::new(),
+        };
+        if let Some(t) = &self.text {
+            no_nul("text", t)?;
+        }
+        let f = Filter {
+            ids,
+            from_ns: time("from", self.from)?,
+            to_ns: time("to", self.to)?,
+            level: self.level.map(|l| l.resolve("level")).transpose()?,
+            min_level: self.min_level.map(|l| l.resolve("min_level")).transpose()?,
+            projects: list("project", self.project)?,
+            modules: list("module", self.module)?,
+            text: self.text.filter(|t| !t.is_empty()),
+        };
+        f.check()?;
+        Ok(f)
+    }
+}
+
+impl Filter {
+    fn check(&self) -> Result<(), ApiError> {
+        if let (Some(from), Some(to)) = (self.from_ns, self.to_ns)
+            && from >= to
+        {
+            return Err(ApiError::bad("to", "`to` must be after `from`"));
+        }
+        Ok(())
+    }
+
+    /// Whether no field is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Filter::default()
+    }
+
+    /// The store's request body for this filter (`query`, `delete_by_filter`, `stats`).
+    pub fn to_store(&self, page: Option<&Page>) -> Map<String, Value> {
+        let mut m = Map::new();
+        if !self.ids.is_empty() {
+            m.insert("ids".into(), json!(self.ids));
+        }
+        if let Some(v) = self.from_ns {
+            m.insert("from".into(), json!(v));
+        }
+        if let Some(v) = self.to_ns {
+            m.insert("to".into(), json!(v));
+        }
+        if let Some(v) = self.level {
+            m.insert("level".into(), json!(v.0));
+        }
+        if let Some(v) = self.min_level {
+            m.insert("min_level".into(), json!(v.0));
+        }
+        if !self.projects.is_empty() {
+            m.insert("project".into(), json!(self.projects));
+        }
+        if !self.modules.is_empty() {
+            m.insert("module".into(), json!(self.modules));
+        }
+        if let Some(t) = &self.text {
+            m.insert("text".into(), json!(t));
+        }
+        if let Some(p) = page {
+            if let Some(l) = p.limit {
+                m.insert("limit".into(), json!(l));
+            }
+            if let Some(c) = &p.cursor {
+                m.insert("cursor".into(), json!(c));
+            }
+        }
+        m
+    }
+
+    /// Whether a live record passes the filter (the same semantics as the store's).
+    pub fn matches(&self, r: &logrelay_plugin_api::Record, lower_message: Option<&str>) -> bool {
+        (self.ids.is_empty() || self.ids.iter().any(|i| i.as_str() == r.id.as_str()))
+            && self.from_ns.is_none_or(|f| r.timestamp_ns >= f)
+            && self.to_ns.is_none_or(|t| r.timestamp_ns < t)
+            && self.level.is_none_or(|l| r.level == l)
+            && self.min_level.is_none_or(|l| r.level >= l)
+            && (self.projects.is_empty()
+                || self
+                    .projects
+                    .iter()
+                    .any(|p| p.as_str() == r.project.as_str()))
+            && (self.modules.is_empty()
+                || self.modules.iter().any(|m| m.as_str() == r.module.as_str()))
+            && self.text.as_ref().is_none_or(|t| {
+                let lower = t.to_lowercase();
+                match lower_message {
+                    Some(m) => m.contains(&lower),
+                    None => r.message.to_lowercase().contains(&lower),
+                }
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(q: &[(&str, &str)]) -> Vec<(String, String)> {
+        q.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    const ALL: &[&str] = &[
+        "id",
+        "from",
+        "to",
+        "level",
+        "min_level",
+        "project",
+        "module",
+        "text",
+        "limit",
+        "cursor",
+    ];
+
+    #[test]
+    fn query_parsing_names_the_bad_parameter() {
+        let (f, p) = from_query(
+            &pairs(&[
+                ("project", "a"),
+                ("project", "b"),
+                ("level", "WARN"),
+                ("limit", "5"),
+            ]),
+            ALL,
+            100,
+        )
+        .unwrap();
+        assert_eq!(f.projects, vec!["a", "b"]);
+        assert_eq!(f.level, Some(Level::WARNING));
+        assert_eq!(p.limit, Some(5));
+        let e = from_query(&pairs(&[("levle", "x")]), ALL, 100).unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("levle"));
+        let e = from_query(&pairs(&[("from", "yesterday")]), ALL, 100).unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("from"));
+        let e = from_query(&pairs(&[("limit", "1000")]), ALL, 100).unwrap_err();
+        assert_eq!(e.status.as_u16(), 413);
+        let e = from_query(&pairs(&[("limit", "-1")]), ALL, 100).unwrap_err();
+        assert_eq!(e.status.as_u16(), 400);
+        let e = from_query(
+            &pairs(&[("from", "2024-01-02"), ("to", "2024-01-01")]),
+            ALL,
+            100,
+        )
+        .unwrap_err();
+        assert_eq!(e.parameter.as_deref(), Some("to"));
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(parse_time("from", "0").unwrap(), 0);
+        let a = parse_time("from", "2024-05-01T12:00:00+02:00").unwrap();
+        let b = parse_time("from", "2024-05-01T12:00:00 02:00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(
+            parse_time("from", "2024-05-01").unwrap(),
+            parse_time("from", "2024-05-01T00:00:00Z").unwrap()
+        );
+        assert!(parse_time("from", "9999-01-01T00:00:00Z").is_err());
+    }
+}

@@ -1,0 +1,480 @@
+//! The routes: [`router`] builds them without a socket.
+//!
+//! | route | store call |
+//! | --- | --- |
+//! | `GET /log?id=` | `get` |
+//! | `POST /log` (JSON: `id` and the fields to change) | `update`, then `get` |
+//! | `DELETE /log?id=` | `delete` |
+//! | `GET /log/by_count?count=`, `/log/by_dates?from=&to=`, `/log/by_level?level=`, `/log/by_module?module=`, `/log/by_project?project=` | `query` |
+//! | `GET /logs?` every filter, `text`, `limit`, `cursor` | `query` |
+//! | `GET /logs/stats?` every filter | `stats` |
+//! | `POST /logs/delete` (JSON filter) | `delete_by_filter` |
+//! | `GET /logs/stream?` every filter | none: the live tail (SSE) |
+//! | `GET /openapi.json`, `GET /docs` | none |
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, Query, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::sse::{KeepAlive, Sse};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+
+use crate::config::{Settings, TOKEN_VAR};
+use crate::error::ApiError;
+use crate::params::{self, Filter, FilterBody, LevelArg, Page, from_query};
+use crate::store::Store;
+use crate::stream::Hub;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    /// The checked settings.
+    pub settings: Arc<Settings>,
+    /// The store.
+    pub store: Store,
+    /// The live-tail hub.
+    pub hub: Arc<Hub>,
+    /// The OpenAPI document, rendered once.
+    pub openapi: Arc<str>,
+}
+
+/// The docs page: one self-contained file, no external assets.
+const DOCS_HTML: &str = include_str!("docs.html");
+
+type Pairs = Result<Query<Vec<(String, String)>>, QueryRejection>;
+type ApiResult = Result<Response, ApiError>;
+
+/// Every route, with authentication, body limit and timeouts.
+pub fn router(state: AppState) -> Router {
+    let timed = Router::new()
+        .route("/log", get(get_log).post(update_log).delete(delete_log))
+        .route("/log/by_count", get(by_count))
+        .route("/log/by_dates", get(by_dates))
+        .route("/log/by_level", get(by_level))
+        .route("/log/by_module", get(by_module))
+        .route("/log/by_project", get(by_project))
+        .route("/logs", get(logs))
+        .route("/logs/stats", get(stats))
+        .route("/logs/delete", post(delete_by_filter))
+        .route("/openapi.json", get(openapi))
+        .route("/docs", get(docs))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline));
+    Router::new()
+        .route("/logs/stream", get(stream))
+        .merge(timed)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .with_state(state)
+}
+
+/// Compares two byte strings in time that depends only on their lengths.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    std::hint::black_box(diff) == 0
+}
+
+fn is_write(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// With a token: every route but the static `/docs` page needs it. Without one: reading only.
+async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request.uri().path() == "/docs" && request.method() == Method::GET {
+        return next.run(request).await;
+    }
+    match &state.settings.token {
+        Some(token) => {
+            let given = request
+                .headers()
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match given {
+                None => {
+                    return ApiError::new(
+                        StatusCode::UNAUTHORIZED,
+                        "an `Authorization: Bearer <token>` header is required",
+                    )
+                    .into_response();
+                }
+                Some(given) if !constant_time_eq(given.as_bytes(), token.as_bytes()) => {
+                    return ApiError::new(StatusCode::UNAUTHORIZED, "the bearer token is wrong")
+                        .into_response();
+                }
+                Some(_) => {}
+            }
+        }
+        None if is_write(request.method()) => {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "changing and deleting logs is disabled because the API has no token; set {TOKEN_VAR} in .env (and `token = \"${{{TOKEN_VAR}}}\"` in this instance's config in plugins.toml), then send `Authorization: Bearer <token>`"
+                ),
+            )
+            .into_response();
+        }
+        None => {}
+    }
+    next.run(request).await
+}
+
+/// Gives up on a request (store call included) after `request_timeout_ms`.
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the request took longer than {} ms (request_timeout_ms); narrow the filter or try again",
+                limit.as_millis()
+            ),
+        )
+        .into_response(),
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        format!(
+            "no route `{}`; see /docs or /openapi.json",
+            request.uri().path()
+        ),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "`{}` is not allowed on `{}`; see /openapi.json",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}
+
+fn pairs(q: Pairs) -> Result<Vec<(String, String)>, ApiError> {
+    q.map(|Query(p)| p).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the query string cannot be read: {}", e.body_text()),
+        )
+    })
+}
+
+fn json_response(text: String) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
+}
+
+fn required<'a>(pairs: &'a [(String, String)], name: &str) -> Result<&'a str, ApiError> {
+    pairs
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .ok_or_else(|| ApiError::bad(name, format!("`{name}` is required")))
+}
+
+/// Reads a JSON body: 413 beyond `max_body_bytes`, 400 naming the field otherwise.
+fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let bytes = bytes.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the body is larger than `max_body_bytes`",
+            )
+            .at("body")
+        } else {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the body cannot be read: {}", e.body_text()),
+            )
+            .at("body")
+        }
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("body", "a JSON object body is required"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(&bytes);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner().to_string();
+        let parameter = if path.is_empty() || path == "." {
+            inner
+                .strip_prefix("unknown field `")
+                .and_then(|r| r.split('`').next())
+                .or_else(|| {
+                    inner
+                        .strip_prefix("missing field `")
+                        .and_then(|r| r.split('`').next())
+                })
+                .unwrap_or("body")
+                .to_owned()
+        } else {
+            path.clone()
+        };
+        let message = if path.is_empty() || path == "." {
+            format!("invalid body: {inner}")
+        } else {
+            format!("`{path}`: {inner}")
+        };
+        ApiError::bad(&parameter, message)
+    })?;
+    de.end()
+        .map_err(|e| ApiError::bad("body", format!("invalid body: {e}")))?;
+    Ok(parsed)
+}
+
+async fn query(state: &AppState, filter: &Filter, page: Page) -> ApiResult {
+    let page = Page {
+        limit: Some(page.limit.unwrap_or(state.settings.default_page_size.get())),
+        ..page
+    };
+    let body = Value::Object(filter.to_store(Some(&page))).to_string();
+    state.store.call("query", body).await.map(json_response)
+}
+
+const PAGING: [&str; 2] = ["limit", "cursor"];
+
+async fn list_by(state: AppState, q: Pairs, key: &str) -> ApiResult {
+    let p = pairs(q)?;
+    required(&p, key)?;
+    let allowed = [key, PAGING[0], PAGING[1]];
+    let (filter, page) = from_query(&p, &allowed, state.settings.max_page_size.get())?;
+    query(&state, &filter, page).await
+}
+
+async fn get_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    let p = pairs(q)?;
+    from_query(&p, &["id"], 1)?;
+    let id = required(&p, "id")?;
+    let text = state
+        .store
+        .call("get", json!({ "id": id }).to_string())
+        .await?;
+    Ok(json_response(text))
+}
+
+async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    let p = pairs(q)?;
+    from_query(&p, &["id"], 1)?;
+    let id = required(&p, "id")?;
+    let text = state
+        .store
+        .call("delete", json!({ "id": id }).to_string())
+        .await?;
+    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+    if answer["deleted"].as_u64() == Some(0) {
+        return Err(
+            ApiError::new(StatusCode::NOT_FOUND, format!("no record with id `{id}`")).at("id"),
+        );
+    }
+    Ok(json_response(text))
+}
+
+/// The body of `POST /log`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    id: String,
+    level: Option<LevelArg>,
+    message: Option<String>,
+    project: Option<String>,
+    module: Option<String>,
+    attributes: Option<Map<String, Value>>,
+    merge_attributes: Option<Map<String, Value>>,
+}
+
+async fn update_log(
+    State(state): State<AppState>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let b: UpdateBody = body(bytes)?;
+    let mut out = Map::new();
+    out.insert("id".into(), json!(b.id));
+    if let Some(l) = &b.level {
+        out.insert("level".into(), json!(l.resolve("level")?.0));
+    }
+    for (name, v) in [
+        ("message", b.message),
+        ("project", b.project),
+        ("module", b.module),
+    ] {
+        if let Some(v) = v {
+            if v.contains('\0') {
+                return Err(ApiError::bad(
+                    name,
+                    format!("`{name}` contains a NUL character"),
+                ));
+            }
+            out.insert(name.into(), json!(v));
+        }
+    }
+    if b.attributes.is_some() && b.merge_attributes.is_some() {
+        return Err(ApiError::bad(
+            "merge_attributes",
+            "give `attributes` (replaces them) or `merge_attributes` (merged into them), not both",
+        ));
+    }
+    for (name, v) in [
+        ("attributes", b.attributes),
+        ("merge_attributes", b.merge_attributes),
+    ] {
+        if let Some(v) = v {
+            if Value::Object(v.clone()).to_string().contains("\\u0000") {
+                return Err(ApiError::bad(
+                    name,
+                    format!("`{name}` contains a NUL character"),
+                ));
+            }
+            out.insert(name.into(), Value::Object(v));
+        }
+    }
+    if out.len() == 1 {
+        return Err(ApiError::bad(
+            "body",
+            "nothing to change: give at least one of `level`, `message`, `project`, `module`, `attributes`, `merge_attributes`",
+        ));
+    }
+    let id = b.id;
+    let updated = state
+        .store
+        .call("update", Value::Object(out).to_string())
+        .await?;
+    let updated: Value = serde_json::from_str(&updated).unwrap_or(Value::Null);
+    let record = state
+        .store
+        .call("get", json!({ "id": id }).to_string())
+        .await?;
+    let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+    Ok(json_response(
+        json!({ "updated": updated["updated"], "record": record }).to_string(),
+    ))
+}
+
+async fn by_count(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    let p = pairs(q)?;
+    required(&p, "count")?;
+    let (filter, page) = from_query(&p, &["count", "cursor"], state.settings.max_page_size.get())?;
+    query(&state, &filter, page).await
+}
+
+async fn by_dates(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    let p = pairs(q)?;
+    required(&p, "from")?;
+    required(&p, "to")?;
+    let (filter, page) = from_query(
+        &p,
+        &["from", "to", "limit", "cursor"],
+        state.settings.max_page_size.get(),
+    )?;
+    query(&state, &filter, page).await
+}
+
+async fn by_level(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list_by(state, q, "level").await
+}
+
+async fn by_module(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list_by(state, q, "module").await
+}
+
+async fn by_project(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list_by(state, q, "project").await
+}
+
+fn filter_and(extra: &[&'static str]) -> Vec<&'static str> {
+    params::FILTER_PARAMS.iter().chain(extra).copied().collect()
+}
+
+async fn logs(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    let p = pairs(q)?;
+    let (filter, page) = from_query(&p, &filter_and(&PAGING), state.settings.max_page_size.get())?;
+    query(&state, &filter, page).await
+}
+
+async fn stats(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    let p = pairs(q)?;
+    let (filter, _) = from_query(&p, &filter_and(&[]), 1)?;
+    let body = Value::Object(filter.to_store(None)).to_string();
+    state.store.call("stats", body).await.map(json_response)
+}
+
+async fn delete_by_filter(
+    State(state): State<AppState>,
+    bytes: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let b: FilterBody = body(bytes)?;
+    let all = b.all;
+    let filter = b.into_filter()?;
+    if filter.is_empty() && !all {
+        return Err(ApiError::bad(
+            "all",
+            "refusing to delete every record: give a filter, or `\"all\": true`",
+        ));
+    }
+    let mut m = filter.to_store(None);
+    if filter.is_empty() {
+        m.insert("all".into(), json!(true));
+    }
+    state
+        .store
+        .call("delete_by_filter", Value::Object(m).to_string())
+        .await
+        .map(json_response)
+}
+
+async fn stream(State(state): State<AppState>, q: Pairs) -> Result<Response, ApiError> {
+    let p = pairs(q)?;
+    let (filter, _) = from_query(&p, &filter_and(&[]), 1)?;
+    let sub = state.hub.subscribe(filter).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "{} live-tail clients are connected already (max_stream_clients)",
+                state.settings.max_stream_clients
+            ),
+        )
+    })?;
+    Ok(Sse::new(sub.into_events())
+        .keep_alive(KeepAlive::new().interval(state.settings.stream_keep_alive))
+        .into_response())
+}
+
+async fn openapi(State(state): State<AppState>) -> Response {
+    json_response(state.openapi.to_string())
+}
+
+async fn docs() -> Html<&'static str> {
+    Html(DOCS_HTML)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_compare() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert!(!constant_time_eq(b"", b"a"));
+    }
+}
