@@ -48,6 +48,8 @@ pub enum Command {
     Send(crate::send::SendArgs),
     /// Ask a running host for its health (`/health` on LOGRELAY_ADMIN_ADDR); exit 0 when healthy.
     Health,
+    /// Run one SQL statement through the store connector (read-only unless --write).
+    Sql(crate::sql::SqlArgs),
     /// Make a running host re-read plugins.toml (like SIGHUP); prints what changed or why not.
     Reload,
 }
@@ -74,6 +76,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => runtime.block_on(crate::send::run(&settings, args)),
         Command::Health => admin_call(&settings, "GET", "/health"),
         Command::Reload => admin_call(&settings, "POST", "/reload"),
+        Command::Sql(args) => crate::sql::run(&settings, &env, args),
     }
 }
 

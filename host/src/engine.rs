@@ -992,6 +992,24 @@ impl Engine {
     }
 }
 
+/// Builds one instance, calls `request(method, body)` on it and shuts it down: for commands
+/// such as `logrelay sql` that use a connector without running the pipeline. Blocking.
+pub fn request_once(spec: &InstanceSpec, method: &str, body: &str) -> Result<String, String> {
+    let registry = Arc::new(Registry::default());
+    let mut built = build_all([spec], &registry).map_err(|e| e.to_string())?;
+    let Some(b) = built.pop() else {
+        return Err(format!("[plugins.{}] could not be started", spec.name));
+    };
+    let answer = registry
+        .request(&spec.name, method, body)
+        .map_err(|e| e.message.to_string());
+    if let Err(e) = b.plugin.shutdown().into_result() {
+        tracing::warn!(plugin = %spec.name, error = %e, "Shutdown failed.");
+    }
+    registry.remove(&spec.name);
+    answer
+}
+
 /// What a reload changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReloadReport {

@@ -12,3 +12,4 @@ pub mod intake;
 pub mod loader;
 pub mod replay;
 pub mod send;
+pub mod sql;

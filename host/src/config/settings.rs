@@ -254,7 +254,7 @@ pub mod defaults {
     /// `LOGRELAY_PLUGINS`.
     pub const PLUGINS: &str = "plugins.toml";
     /// `LOGRELAY_DATABASE_URL`.
-    pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+    pub const DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/logrelay";
     /// `LOGRELAY_HTTP_ADDR`.
     pub const HTTP_ADDR: &str = "127.0.0.1:8080";
     /// `LOGRELAY_ADMIN_ADDR`.

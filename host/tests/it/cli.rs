@@ -487,3 +487,111 @@ async fn reload_by_command_and_by_sighup_and_a_bad_config_is_refused() {
     assert!(wait_exit(&mut host, Duration::from_secs(20)).success());
     delete(&ch, &queue).await;
 }
+
+/// A fresh PostgreSQL database on 127.0.0.1, dropped at the end.
+struct TestDb(String);
+
+impl TestDb {
+    fn new() -> TestDb {
+        let name = unique("sql").replace('-', "_");
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .expect("psql must be installed to run this test");
+        assert!(
+            out.status.success(),
+            "PostgreSQL is not reachable on 127.0.0.1:5432 (start it with scripts/services): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestDb(name)
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .output();
+    }
+}
+
+#[test]
+fn sql_runs_through_the_store_read_only_unless_write() {
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[plugins.store]\ntype = \"timescale\"\nconfig = { url = \"${LOGRELAY_DATABASE_URL}\" }\n",
+    )
+    .expect("write");
+    let env = [("LOGRELAY_DATABASE_URL", db.url())];
+    let file = dir.path().join("logs.jsonl");
+    std::fs::write(&file, logs("sql", 12).join("\n")).expect("write");
+    let out = logrelay(dir.path(), &env)
+        .arg("replay")
+        .arg(&file)
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = logrelay(dir.path(), &env)
+        .args([
+            "sql",
+            "SELECT project, count(*) AS n FROM logs GROUP BY project",
+        ])
+        .output()
+        .expect("sql");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "project | n\n--------+---\nshop    | 12\n(1 row(s))\n"
+    );
+
+    let out = logrelay(dir.path(), &env)
+        .args(["sql", "--json", "SELECT count(*) AS n FROM logs"])
+        .output()
+        .expect("sql");
+    let answer: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+    assert_eq!(answer["rows"][0][0], 12);
+
+    let delete = "DELETE FROM logs WHERE id = 'sql-0'";
+    let out = logrelay(dir.path(), &env)
+        .args(["sql", delete])
+        .output()
+        .expect("sql");
+    assert!(
+        !out.status.success(),
+        "a write without --write must be refused"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("read-only"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = logrelay(dir.path(), &env)
+        .args(["sql", "--write", delete])
+        .output()
+        .expect("sql");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("(1 row(s) affected)"));
+}

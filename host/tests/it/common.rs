@@ -36,16 +36,24 @@ fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The directory holding freshly built liblogrelay_fixture.so and liblogrelay_console.so.
+/// The directory holding freshly built fixture, console and timescale libraries.
 pub fn plugin_dir() -> &'static Path {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT.get_or_init(|| {
         let dir = profile_dir();
         let target = dir.parent().expect("target dir").to_path_buf();
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "logrelay-fixture", "-p", "logrelay-console"])
-            .arg("--target-dir")
-            .arg(&target);
+        cmd.args([
+            "build",
+            "-p",
+            "logrelay-fixture",
+            "-p",
+            "logrelay-console",
+            "-p",
+            "logrelay-timescale",
+        ])
+        .arg("--target-dir")
+        .arg(&target);
         if dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
