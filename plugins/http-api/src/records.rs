@@ -48,6 +48,7 @@ pub fn record_json(r: &Record) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use logrelay_plugin_api::Level;
 

@@ -181,6 +181,7 @@ fn to_event(item: Item) -> Event {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use logrelay_plugin_api::Level;
 
