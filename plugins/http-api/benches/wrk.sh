@@ -56,11 +56,13 @@ ENV
 ./target/release/logrelay --env-file "$TMP/env" run >"$TMP/host.log" 2>&1 &
 HOST=$!
 trap 'kill $HOST 2>/dev/null || true; wait $HOST 2>/dev/null || true; rm -rf "$TMP"' EXIT
-for _ in $(seq 1 100); do
-    curl -sf "http://127.0.0.1:$PORT/openapi.json" >/dev/null && break
+UP=0
+for _ in $(seq 1 300); do
+    curl -sf "http://127.0.0.1:$PORT/logs?limit=1" >/dev/null && { UP=1; break; }
     kill -0 $HOST 2>/dev/null || { cat "$TMP/host.log" >&2; exit 1; }
     sleep 0.2
 done
+[[ $UP == 1 ]] || { echo "the API did not come up on port $PORT" >&2; cat "$TMP/host.log" >&2; exit 1; }
 
 HAVE=$("${PSQL[@]}" -d $DB -tAc "SELECT count(*) FROM logs")
 if [[ "$HAVE" -lt "$ROWS" ]]; then

@@ -53,11 +53,13 @@ cleanup() {
     rm -rf "$TMP"
 }
 trap cleanup EXIT
-for _ in $(seq 1 100); do
-    curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/openapi.json" >/dev/null && break
+UP=0
+for _ in $(seq 1 300); do
+    curl -sf -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$PORT/logs?limit=1" >/dev/null && { UP=1; break; }
     kill -0 $HOST 2>/dev/null || { cat "$TMP/host.log" >&2; exit 1; }
     sleep 0.2
 done
+[[ $UP == 1 ]] || { echo "the API did not come up on port $PORT" >&2; cat "$TMP/host.log" >&2; exit 1; }
 "${PSQL[@]}" -d $DB -c "INSERT INTO logs (id, ts, level, project, module, message, attributes)
     SELECT 's' || i, now() - i * interval '1 second', (i % 6)::smallint, 'p' || (i % 3),
            'm' || (i % 5), 'message ' || i, jsonb_build_object('seq', i)
