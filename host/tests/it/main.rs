@@ -4,5 +4,6 @@
 mod cli;
 mod common;
 mod dispatch;
+mod hostile;
 mod intake;
 mod loading;
