@@ -240,3 +240,49 @@ pub fn conformance<P: Plugin>(instance_config_toml: &str) -> Result<(), String> 
         .map_err(|e| format!("{}: shutdown failed: {e}", P::TYPE_NAME))?;
     Ok(())
 }
+
+/// Builds connector crates of the running test's workspace with the same cargo, profile and
+/// target directory as the test binary, so an integration test can load the real `.so` through
+/// the host's loader. Returns the directory holding the libraries (`liblogrelay_<name>.so`).
+///
+/// Each package is built at most once per test process; a failed build panics with the package
+/// names (tests only).
+pub fn build_libraries(packages: &[&str]) -> std::path::PathBuf {
+    use std::collections::HashSet;
+    use std::sync::OnceLock;
+
+    static BUILT: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    #[allow(clippy::expect_used)]
+    let exe = std::env::current_exe().expect("the test binary's path");
+    // target/<profile>/deps/<test binary>
+    let profile_dir = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_default();
+    let built = BUILT.get_or_init(|| Mutex::new(HashSet::new()));
+    let mut built = built.lock().unwrap_or_else(PoisonError::into_inner);
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| !built.contains(*p))
+        .collect();
+    if missing.is_empty() {
+        return profile_dir;
+    }
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.arg("build");
+    for p in &missing {
+        cmd.args(["-p", p]);
+    }
+    if let Some(target) = profile_dir.parent() {
+        cmd.arg("--target-dir").arg(target);
+    }
+    if profile_dir.file_name().is_some_and(|n| n == "release") {
+        cmd.arg("--release");
+    }
+    let ok = cmd.status().is_ok_and(|s| s.success());
+    assert!(ok, "cargo build of {missing:?} for the test failed");
+    built.extend(missing.iter().map(|p| (*p).to_owned()));
+    profile_dir
+}

@@ -35,10 +35,11 @@ pub enum Delivery {
 }
 
 impl Delivery {
-    /// The default for a connector type: console and telegram are best effort, the rest required.
+    /// The default for a connector type: console, telegram and http-api (its live tail) are
+    /// best effort, the rest required.
     pub fn default_for(type_name: &str) -> Delivery {
         match type_name {
-            "console" | "telegram" => Delivery::BestEffort,
+            "console" | "telegram" | "http-api" => Delivery::BestEffort,
             _ => Delivery::Required,
         }
     }

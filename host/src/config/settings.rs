@@ -276,12 +276,15 @@ impl Settings {
             ("LOGRELAY_DEFAULT_PROJECT", self.default_project.clone()),
             ("LOGRELAY_DEFAULT_MODULE", self.default_module.clone()),
         ];
-        if let Some(t) = &self.api_token {
-            vars.push(("LOGRELAY_API_TOKEN", t.clone()));
-        }
-        if let Some(t) = &self.telegram_token {
-            vars.push(("LOGRELAY_TELEGRAM_TOKEN", t.clone()));
-        }
+        // Unset tokens substitute as empty: connectors read an empty token as "none".
+        vars.push((
+            "LOGRELAY_API_TOKEN",
+            self.api_token.clone().unwrap_or_default(),
+        ));
+        vars.push((
+            "LOGRELAY_TELEGRAM_TOKEN",
+            self.telegram_token.clone().unwrap_or_default(),
+        ));
         vars
     }
 
@@ -445,7 +448,7 @@ mod tests {
             Some(defaults::DATABASE_URL)
         );
         assert_eq!(merged.get("OTHER"), Some("kept"));
-        assert_eq!(merged.get("LOGRELAY_API_TOKEN"), None);
+        assert_eq!(merged.get("LOGRELAY_API_TOKEN"), Some(""));
     }
 
     #[test]

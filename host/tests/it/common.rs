@@ -38,30 +38,13 @@ fn profile_dir() -> PathBuf {
 
 /// The directory holding freshly built fixture, console and timescale libraries.
 pub fn plugin_dir() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = profile_dir();
-        let target = dir.parent().expect("target dir").to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        logrelay_plugin_api::testing::build_libraries(&[
             "logrelay-fixture",
-            "-p",
             "logrelay-console",
-            "-p",
             "logrelay-timescale",
         ])
-        .arg("--target-dir")
-        .arg(&target);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("run cargo build for the plugin libraries");
-        assert!(status.success(), "building the plugin libraries failed");
-        dir
     })
 }
 

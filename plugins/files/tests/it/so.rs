@@ -1,7 +1,6 @@
 //! The real library, loaded by the host's loader.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use abi_stable::std_types::{RSlice, RStr};
@@ -12,26 +11,8 @@ use crate::common::{ids, read, records};
 
 /// The directory holding a freshly built liblogrelay_files.so.
 fn plugin_dir() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current exe");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps/<test>")
-            .to_path_buf();
-        let target = dir.parent().expect("target dir").to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "logrelay-files"])
-            .arg("--target-dir")
-            .arg(&target);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for the files library");
-        assert!(status.success(), "building liblogrelay_files.so failed");
-        dir
-    })
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| logrelay_plugin_api::testing::build_libraries(&["logrelay-files"]))
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! engine, an HTTP client.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -78,31 +77,9 @@ impl Drop for TestDb {
 
 /// Builds liblogrelay_timescale.so and liblogrelay_http_api.so and returns their directory.
 pub fn plugin_dir() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().expect("current exe");
-        let dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps/<test>")
-            .to_path_buf();
-        let target = dir.parent().expect("target dir").to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args([
-            "build",
-            "-p",
-            "logrelay-timescale",
-            "-p",
-            "logrelay-http-api",
-        ])
-        .arg("--target-dir")
-        .arg(&target);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd.status().expect("run cargo build for the libraries");
-        assert!(status.success(), "building the plugin libraries failed");
-        dir
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        logrelay_plugin_api::testing::build_libraries(&["logrelay-timescale", "logrelay-http-api"])
     })
 }
 

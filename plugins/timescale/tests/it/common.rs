@@ -138,34 +138,10 @@ pub fn ids(answer: &Value) -> Vec<String> {
         .collect()
 }
 
-/// The target directory of the test binary.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>")
-        .to_path_buf()
-}
-
 /// Builds liblogrelay_timescale.so (as the host's tests do) and returns its directory.
 pub fn plugin_dir() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let dir = profile_dir();
-        let target = dir.parent().expect("target dir").to_path_buf();
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "logrelay-timescale"])
-            .arg("--target-dir")
-            .arg(&target);
-        if dir.file_name().is_some_and(|n| n == "release") {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("run cargo build for the timescale library");
-        assert!(status.success(), "building liblogrelay_timescale.so failed");
-        dir
-    })
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| logrelay_plugin_api::testing::build_libraries(&["logrelay-timescale"]))
 }
 
 /// Stops the cluster now and starts it again when dropped (also on a failed assertion).
