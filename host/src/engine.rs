@@ -497,6 +497,7 @@ fn build_all<'a>(
     let mut loader = Loader::default();
     let mut errors = Vec::new();
     let mut built = Vec::new();
+    let mut loaded = Vec::new();
     for spec in specs {
         let at = format!("[plugins.{}]", spec.name);
         let lib = match loader.load(&spec.library, &spec.type_name) {
@@ -516,6 +517,12 @@ fn build_all<'a>(
             ));
             continue;
         }
+        loaded.push((spec, lib, manifest));
+    }
+    // Stores first: connectors that use a store (http-api) can ask it while they start.
+    loaded.sort_by_key(|(_, _, m)| !m.capabilities.iter().any(|c| c == "store"));
+    for (spec, lib, manifest) in loaded {
+        let at = format!("[plugins.{}]", spec.name);
         let host = host_for(&spec.name, registry.clone());
         let plugin = match (lib.module.new())(
             spec.name.as_str().into(),
