@@ -254,6 +254,15 @@ async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
     delete(&ch, &queue).await;
 }
 
+/// Starts the broker application again even when the test fails half-way.
+struct StartAppOnDrop;
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+    }
+}
+
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -344,7 +353,7 @@ fn metric(body: &str, line_start: &str) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn metrics_move_and_health_follows_the_instance() {
-    let _broker = broker_shared().await;
+    let _broker = crate::common::broker_exclusive().await;
     let queue = unique("admin");
     let dir = tempfile::tempdir().expect("tempdir");
     let flag = dir.path().join("sick");
@@ -402,12 +411,62 @@ async fn metrics_move_and_health_follows_the_instance() {
         }),
         "health did not turn red with a failing required instance"
     );
+    let probe = logrelay(dir.path(), &env)
+        .arg("health")
+        .output()
+        .expect("health");
+    assert!(
+        !probe.status.success(),
+        "logrelay health must fail while unhealthy"
+    );
     std::fs::remove_file(&flag).expect("unflag");
     assert!(
         wait_until(Duration::from_secs(10), || {
             http_get(&addr, "/health").is_some_and(|(s, _)| s == 200)
         }),
         "health did not turn green again"
+    );
+    let probe = logrelay(dir.path(), &env)
+        .arg("health")
+        .output()
+        .expect("health");
+    let stdout = String::from_utf8_lossy(&probe.stdout);
+    assert!(probe.status.success(), "{stdout}");
+    assert!(stdout.contains("\"rabbitmq\":\"connected\""), "{stdout}");
+
+    // The broker goes away: red, naming RabbitMQ; it comes back: green again by itself.
+    let restart = StartAppOnDrop;
+    let out = Command::new("rabbitmqctl")
+        .arg("stop_app")
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            http_get(&addr, "/health")
+                .is_some_and(|(s, b)| s == 503 && b.contains("\"rabbitmq\":\"disconnected\""))
+        }),
+        "health did not turn red without the broker"
+    );
+    let out = Command::new("rabbitmqctl")
+        .arg("start_app")
+        .output()
+        .expect("rabbitmqctl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(restart);
+    assert!(
+        wait_until(Duration::from_secs(60), || {
+            http_get(&addr, "/health").is_some_and(|(s, _)| s == 200)
+        }),
+        "health did not turn green after the broker came back"
     );
     sigterm(&host);
     assert!(wait_exit(&mut host, Duration::from_secs(20)).success());
