@@ -191,7 +191,7 @@ async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
     std::fs::write(
         dir.path().join("plugins.toml"),
         format!(
-            "[plugins.sink]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?}, sleep_ms = 5 }}\n"
+            "[plugins.sink]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?}, sleep_ms = 20 }}\n"
         ),
     )
     .expect("write");

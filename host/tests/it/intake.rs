@@ -229,42 +229,57 @@ async fn closed_connections_are_reopened_and_nothing_is_lost() {
     let queue = unique("reconnect");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
+    let hold = dir.path().join("hold");
     let (conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
+    let host = start_disrupted_host(&queue, &ids, &hold);
+    publish(&ch, &queue, &logs("rc", 1000)).await;
+    drop((ch, conn));
+    // Some records in, then the connector stalls (transient failures) so that deliveries are
+    // in flight, unacknowledged, when the connection goes: the test cannot pass by being slow.
+    wait_ids(&ids, 100, 20).await;
+    std::fs::write(&hold, "").expect("hold");
+    rabbitmqctl(&["close_all_connections", "logrelay reconnect test"]);
+    wait_reconnected(&host).await;
+    std::fs::remove_file(&hold).expect("release");
+    let got = wait_ids(&ids, 1000, 60).await;
+    assert_all_present(&got, "rc", 1000);
+    let (_conn, ch) = rabbit().await;
+    host.stop().await;
+    assert_eq!(ready(&ch, &queue).await, 0);
+    delete(&ch, &queue).await;
+}
+
+/// A host with a small prefetch and a connector that fails while `hold` exists.
+fn start_disrupted_host(queue: &str, ids: &Path, hold: &Path) -> Host {
     let small = [
         ("LOGRELAY_PREFETCH", "50"),
         ("LOGRELAY_BATCH_MAX_RECORDS", "25"),
+        ("LOGRELAY_RETRY_MAX_MS", "200"),
     ];
-    let host = start_host(
-        settings_for(&queue, &small),
-        &fixture(&ids, ", sleep_ms = 100"),
-    );
-    publish(&ch, &queue, &logs("rc", 1000)).await;
-    drop((ch, conn));
-    wait_ids(&ids, 100, 20).await;
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(["close_all_connections", "logrelay reconnect test"])
-        .output()
-        .expect("rabbitmqctl must be installed to run this test");
+    start_host(
+        settings_for(queue, &small),
+        &fixture(
+            ids,
+            &format!(", sleep_ms = 20, fail_while_exists = {hold:?}"),
+        ),
+    )
+}
+
+/// Waits (bounded) until the host has consumed on a second connection.
+async fn wait_reconnected(host: &Host) {
+    let stats = host.stats.clone();
+    let reconnected = tokio::task::spawn_blocking(move || {
+        wait_until(Duration::from_secs(60), || {
+            stats.connections.load(std::sync::atomic::Ordering::Relaxed) >= 2
+        })
+    })
+    .await
+    .expect("wait");
     assert!(
-        out.status.success(),
-        "rabbitmqctl failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+        reconnected,
+        "the host did not reconnect by itself within 60 s"
     );
-    let got = wait_ids(&ids, 1000, 40).await;
-    assert_all_present(&got, "rc", 1000);
-    assert!(
-        host.stats
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2,
-        "the host reconnected"
-    );
-    let (_conn, ch) = rabbit().await;
-    host.stop().await;
-    assert!(wait_until(Duration::from_secs(1), || true));
-    assert_eq!(ready(&ch, &queue).await, 0);
-    delete(&ch, &queue).await;
 }
 
 /// Starts the broker application again even when the test fails half-way.
@@ -296,32 +311,23 @@ async fn the_broker_stopped_and_started_mid_stream_loses_nothing() {
     let queue = unique("stopapp");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
+    let hold = dir.path().join("hold");
     let (conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
-    let small = [
-        ("LOGRELAY_PREFETCH", "50"),
-        ("LOGRELAY_BATCH_MAX_RECORDS", "25"),
-    ];
-    let host = start_host(
-        settings_for(&queue, &small),
-        &fixture(&ids, ", sleep_ms = 100"),
-    );
+    let host = start_disrupted_host(&queue, &ids, &hold);
     publish(&ch, &queue, &logs("sa", 600)).await;
     drop((ch, conn));
     wait_ids(&ids, 50, 20).await;
+    std::fs::write(&hold, "").expect("hold");
     let guard = StartAppOnDrop;
     rabbitmqctl(&["stop_app"]);
     tokio::time::sleep(Duration::from_secs(2)).await;
     rabbitmqctl(&["start_app"]);
     drop(guard);
+    wait_reconnected(&host).await;
+    std::fs::remove_file(&hold).expect("release");
     let got = wait_ids(&ids, 600, 90).await;
     assert_all_present(&got, "sa", 600);
-    assert!(
-        host.stats
-            .connections
-            .load(std::sync::atomic::Ordering::Relaxed)
-            >= 2
-    );
     let (_conn, ch) = rabbit().await;
     host.stop().await;
     assert_eq!(ready(&ch, &queue).await, 0);
