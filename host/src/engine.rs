@@ -477,6 +477,8 @@ pub struct Engine {
     next_instance: AtomicUsize,
     /// Held for reading by every dispatch and for writing while a reload swaps instances.
     reloading: tokio::sync::RwLock<()>,
+    /// `replay`: best-effort instances back-pressure too instead of skipping records.
+    lossless_best_effort: AtomicBool,
     /// Set by [`Engine::shutdown`]: the channels are closed.
     closed: AtomicBool,
 }
@@ -587,6 +589,7 @@ impl Engine {
             next_batch: AtomicU64::new(1),
             next_instance: AtomicUsize::new(0),
             reloading: tokio::sync::RwLock::new(()),
+            lossless_best_effort: AtomicBool::new(false),
             closed: AtomicBool::new(false),
         });
         let mut instances = Vec::new();
@@ -870,6 +873,9 @@ impl Engine {
             };
             match inst.spec.delivery {
                 Delivery::Required => self.send_required(inst, &tx, job).await,
+                Delivery::BestEffort if self.lossless_best_effort.load(Ordering::Relaxed) => {
+                    let _ = tx.send(job).await;
+                }
                 Delivery::BestEffort => {
                     if let Err(mpsc::error::TrySendError::Full(job)) = tx.try_send(job) {
                         let n = job.records().len() as u64;
@@ -908,6 +914,13 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Makes dispatch wait for best-effort instances too (as for required ones) instead of
+    /// skipping their records when they are behind: for `replay`, where the input is finite and
+    /// nothing should be skipped. Their failures still never hold up completion.
+    pub fn wait_for_best_effort(&self, wait: bool) {
+        self.lossless_best_effort.store(wait, Ordering::Relaxed);
     }
 
     /// Stops retrying: instances failing transiently give their batches up (left unacknowledged,

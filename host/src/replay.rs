@@ -18,6 +18,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
     let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let config = load_plugins_config(&settings, env)?;
     let (engine, mut completions) = start_engine(&settings, config).await?;
+    engine.wait_for_best_effort(true);
     tokio::spawn(engine.clone().watchdog());
     let received_ns = SystemTime::now()
         .duration_since(UNIX_EPOCH)
