@@ -143,6 +143,8 @@ template = "{rule}: {message} ({attr.region})"
             .iter()
             .all(|m| m.parse_mode.as_deref() == Some("HTML"))
     );
+    // The counters move when Telegram's answer is read, just after the fake records the call.
+    assert!(wait_until(5, || status(&h)["sent"] == 4));
     let s = status(&h);
     assert_eq!(s["sent"], 4);
     assert_eq!(s["alerts"], 3);
@@ -246,6 +248,7 @@ fn a_429_is_retried_after_its_retry_after() {
         sent[0].at - started
     );
     assert_eq!(fake.texts(1), vec!["hello"]);
+    assert!(wait_until(5, || status(&h)["sent"] == 1));
     let s = status(&h);
     assert_eq!(
         (s["rate_limited"].as_u64(), s["sent"].as_u64()),
@@ -362,6 +365,10 @@ fn telegram_down_then_back_delivers_everything_and_counts_failures() {
     fake.fail_with_500(false);
     assert!(wait_until(10, || fake.sent().len() >= 4));
     assert_eq!(fake.texts(1)[3], "during 500");
+    assert!(wait_until(5, || {
+        let s = status(&h);
+        s["sent"] == 4 && s["queued"] == 0
+    }));
     let s = status(&h);
     assert_eq!(
         (
