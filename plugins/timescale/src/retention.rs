@@ -44,7 +44,9 @@ pub async fn run_once(
                     .map_err(TimescaleError::db("deleting old records"))?
                     .rows_affected();
                 total += n;
-                if n < s.retention_batch_rows as u64 {
+                // Stop on an empty batch, not a short one: another pass (the periodic task and a
+                // `retention_run`, or a second host) may take rows from under this one.
+                if n == 0 {
                     return Ok(total);
                 }
                 // Let writers and vacuum breathe between batches.
