@@ -116,12 +116,14 @@ pub fn is_connection_error(e: &sqlx::Error) -> bool {
 }
 
 /// Errors caused by a value in the rows written (bad JSON, NUL bytes, out-of-range values,
-/// a violated constraint): another row set may succeed.
+/// a violated constraint, and class 54, a program limit a row exceeds: an index entry over
+/// 2704 bytes (54000) or attributes nested past the JSON parser's stack (54001)): another row
+/// set may succeed, so the batch is bisected and only the offending rows are refused.
 pub fn is_data_error(e: &sqlx::Error) -> bool {
     match e {
-        sqlx::Error::Database(_) => {
-            sqlstate(e).is_some_and(|code| code.starts_with("22") || code.starts_with("23"))
-        }
+        sqlx::Error::Database(_) => sqlstate(e).is_some_and(|code| {
+            code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+        }),
         sqlx::Error::Encode(_) => true,
         _ => false,
     }

@@ -116,6 +116,39 @@ fn refused_rows_are_named_and_the_good_ones_stored() {
 }
 
 #[test]
+fn rows_over_postgres_limits_are_refused_not_retried_forever() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let mut batch = records(0, 5);
+    // An id no B-tree entry can hold (SQLSTATE 54000): incompressible text over 2704 bytes.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let long: String = (0..3200)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(
+                b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+                    [(x % 62) as usize],
+            )
+        })
+        .collect();
+    batch[1].id = long.as_str().into();
+    // Attributes nested past jsonb's parser stack (SQLSTATE 54001).
+    let depth = 40_000;
+    batch[3] = batch[3].clone().with_attributes(format!(
+        "{{\"a\":{}{}}}",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    ));
+    let err = h.handle_batch(&batch).expect_err("bad rows");
+    assert_eq!(err.kind, ErrorKind::PERMANENT, "{err}");
+    assert_eq!(err.bad_records.as_slice(), &[1, 3], "{err}");
+    assert_eq!(count(&h), 3);
+}
+
+#[test]
 fn migrations_are_idempotent_across_restarts_and_concurrent_starts() {
     let _pg = pg_shared();
     let db = TestDb::new();
