@@ -120,7 +120,11 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
                 .basic_publish(
                     exchange.as_str().into(),
                     routing_key.as_str().into(),
-                    BasicPublishOptions::default(),
+                    // Mandatory: a message no queue takes comes back instead of vanishing.
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
                     body.as_bytes(),
                     BasicProperties::default()
                         .with_delivery_mode(2)
@@ -149,7 +153,9 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
     Ok(if refused == 0 && confirmed == published {
         ExitCode::SUCCESS
     } else {
-        eprintln!("error: the broker refused {refused} message(s)");
+        eprintln!(
+            "error: {refused} message(s) refused by the broker or routed to no queue (check --exchange / --routing-key)"
+        );
         ExitCode::FAILURE
     })
 }
@@ -157,7 +163,9 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
 async fn collect(pending: &mut Vec<PublisherConfirm>) -> anyhow::Result<(u64, u64)> {
     let (mut ok, mut no) = (0, 0);
     for confirm in pending.drain(..) {
-        if confirm.await?.is_ack() {
+        let confirmation = confirm.await?;
+        // Acked and not returned unroutable: a queue has it.
+        if confirmation.is_ack() && confirmation.take_message().is_none() {
             ok += 1;
         } else {
             no += 1;
