@@ -329,7 +329,7 @@ impl Visit for LineBuilder {
 /// Exports a [`Plugin`] as a logrelay plugin library (call once, at the crate root of a
 /// `cdylib` crate).
 ///
-/// ```ignore
+/// ```text
 /// logrelay_plugin_api::export_plugin!(MyConnector);
 /// ```
 #[macro_export]
