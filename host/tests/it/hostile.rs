@@ -6,7 +6,6 @@
 //! The corpus is generated here rather than kept in files: most of it is megabytes of one byte.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,17 +15,10 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{BasicProperties, Channel, ExchangeKind};
-use logrelay::config::Settings;
-use logrelay::engine::Engine;
-use logrelay::intake::{self, IntakeStats};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 use crate::common::broker_shared;
-use crate::common::{
-    declare, delete, options, parse_config, rabbit, read_ids, ready, settings_for, unique,
-    wait_until,
-};
+use crate::common::{declare, delete, rabbit, read_ids, ready, settings_for, unique, wait_until};
+use crate::intake::start_host;
 
 /// Bodies up to this size are decoded: 11 MiB, so that the 10 MB bodies are parsed, not refused.
 const MAX_BYTES: usize = 11 * 1024 * 1024;
@@ -551,41 +543,6 @@ fn corpus() -> Vec<Case> {
     ];
     cases.extend(wrong_types());
     cases
-}
-
-struct Host {
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
-    stats: Arc<IntakeStats>,
-}
-
-/// Runs an in-process host (engine + intake) with the given plugins.toml text.
-fn start_host(settings: Settings, plugins: &str) -> Host {
-    let (engine, completions) =
-        Engine::start(&parse_config(plugins), options()).expect("engine starts");
-    let (stop, stop_rx) = watch::channel(false);
-    let stats = Arc::new(IntakeStats::default());
-    let settings = Arc::new(settings);
-    let (s, e, st) = (settings.clone(), engine.clone(), stats.clone());
-    tokio::spawn(engine.clone().watchdog());
-    let task = tokio::spawn(async move {
-        intake::run(s, e.clone(), completions, stop_rx, st).await;
-        let deadline = Instant::now() + Duration::from_secs(5);
-        tokio::task::spawn_blocking(move || e.shutdown(deadline))
-            .await
-            .expect("shutdown");
-    });
-    Host { stop, task, stats }
-}
-
-impl Host {
-    async fn stop(self) {
-        let _ = self.stop.send(true);
-        tokio::time::timeout(Duration::from_secs(20), self.task)
-            .await
-            .expect("the host stops within 20 s")
-            .expect("the host task ends without a panic");
-    }
 }
 
 /// Publishes to `exchange` with `key`, returning the confirm to await.

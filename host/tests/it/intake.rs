@@ -18,14 +18,15 @@ use crate::common::{
     unique, wait_until,
 };
 
-struct Host {
+/// An in-process host: engine + intake on the test's runtime.
+pub struct Host {
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
-    stats: Arc<IntakeStats>,
+    pub stats: Arc<IntakeStats>,
 }
 
 /// Runs an in-process host (engine + intake) with the given plugins.toml text.
-fn start_host(settings: Settings, plugins: &str) -> Host {
+pub fn start_host(settings: Settings, plugins: &str) -> Host {
     let (engine, completions) =
         Engine::start(&parse_config(plugins), options()).expect("engine starts");
     let (stop, stop_rx) = watch::channel(false);
@@ -44,7 +45,8 @@ fn start_host(settings: Settings, plugins: &str) -> Host {
 }
 
 impl Host {
-    async fn stop(self) {
+    /// Stops it as SIGTERM would, within 20 s.
+    pub async fn stop(self) {
         let _ = self.stop.send(true);
         tokio::time::timeout(Duration::from_secs(20), self.task)
             .await
