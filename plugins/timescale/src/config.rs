@@ -58,6 +58,12 @@ pub struct Config {
     /// created) or `off`. Default: `auto`.
     #[serde(default = "default_message_index")]
     pub message_index: MessageIndex,
+    /// A record is also taken as already stored when a row with its id exists whose time is
+    /// at most this much earlier (a duration or `off`). This covers records sent without a
+    /// timestamp: they get their receive time, so a redelivery carries a later time than the
+    /// stored copy. Default: `1d`.
+    #[serde(default = "default_dedupe_window")]
+    pub dedupe_window: String,
     /// Records returned by `query` when the request gives no `limit`. Default: 100.
     #[serde(default = "default_page_size")]
     pub default_page_size: u32,
@@ -110,6 +116,9 @@ const fn default_retention_batch_rows() -> u32 {
 }
 const fn default_message_index() -> MessageIndex {
     MessageIndex::Auto
+}
+fn default_dedupe_window() -> String {
+    "1d".to_owned()
 }
 const fn default_page_size() -> u32 {
     100
@@ -179,6 +188,8 @@ pub struct Settings {
     pub retention_batch_rows: i64,
     /// Message index choice.
     pub message_index: MessageIndex,
+    /// Redeliveries with a later time are recognised by id within this window.
+    pub dedupe_window: Option<Duration>,
     /// Default `query` page.
     pub default_page_size: u32,
     /// Largest `query` page.
@@ -252,6 +263,7 @@ impl Settings {
             retention_interval: required("retention_interval", &c.retention_interval)?,
             retention_batch_rows: i64::from(c.retention_batch_rows),
             message_index: c.message_index,
+            dedupe_window: optional("dedupe_window", &c.dedupe_window)?,
             default_page_size: c.default_page_size.min(c.max_page_size),
             max_page_size: c.max_page_size,
             sql_timeout: Duration::from_millis(c.sql_timeout_ms.max(1)),

@@ -1,5 +1,10 @@
 //! Writes: one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING` per batch.
 //!
+//! A redelivered record is dropped by the primary key (id, ts) when it carries its own time.
+//! A record sent without a time gets its receive time, so its redelivery has a later one: the
+//! `NOT EXISTS` probe (the primary key's leading column is `id`, so it is one index descent)
+//! drops it too when the stored copy is at most `dedupe_window` older.
+//!
 //! Records PostgreSQL cannot store are found before writing (NUL bytes in text, attributes
 //! that are not a JSON object). When the server still refuses the batch for a value (a data
 //! exception, SQLSTATE class 22 or 23), the batch is split in halves until the refused rows are
@@ -7,12 +12,14 @@
 //! host retries the whole batch, and rows already written are ignored then (same id and time).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use logrelay_plugin_api::Record;
 use serde::de::IgnoredAny;
 use sqlx::{AssertSqlSafe, PgPool};
 
+use crate::config::interval_sql;
 use crate::error::{TimescaleError, is_data_error};
 
 /// The write side of the store.
@@ -26,13 +33,22 @@ pub struct Writer {
 pub type Refused = (u32, String);
 
 impl Writer {
-    /// A writer into `table` (already quoted and qualified).
-    pub fn new(pool: PgPool, table: &str) -> Writer {
+    /// A writer into `table` (already quoted and qualified); `dedupe_window`: see the module.
+    pub fn new(pool: PgPool, table: &str, dedupe_window: Option<Duration>) -> Writer {
+        let dedupe = match dedupe_window {
+            Some(window) => format!(
+                "WHERE NOT EXISTS (SELECT 1 FROM {table} l
+                    WHERE l.id = u.id AND l.ts < u.ts AND l.ts >= u.ts - {})",
+                interval_sql(window)
+            ),
+            None => String::new(),
+        };
         let insert_sql = format!(
             "INSERT INTO {table} (id, ts, level, project, module, message, attributes)
              SELECT u.id, u.ts, u.level, u.project, u.module, u.message, u.attributes::jsonb
              FROM UNNEST($1::text[], $2::timestamptz[], $3::int2[], $4::text[], $5::text[], $6::text[], $7::text[])
                   AS u(id, ts, level, project, module, message, attributes)
+             {dedupe}
              ON CONFLICT DO NOTHING"
         );
         Writer {

@@ -87,6 +87,50 @@ fn batches_are_stored_once_even_when_redelivered() {
     h.shutdown().expect("shutdown");
 }
 
+/// A record sent without a timestamp gets its receive time, so its redelivery carries a later
+/// one: recognised by id within `dedupe_window`, and only within it.
+#[test]
+fn redeliveries_with_a_later_time_are_recognised_within_the_dedupe_window() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("dedupe_window = \"10m\"\n");
+    let minute = 60_000_000_000i64;
+    let first = records(0, 100);
+    h.handle_batch(&first).expect("first delivery");
+    let later = |delay: i64| -> Vec<_> {
+        first
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.timestamp_ns += delay;
+                r
+            })
+            .collect()
+    };
+    h.handle_batch(&later(3 * minute))
+        .expect("redelivery 3 minutes later");
+    assert_eq!(
+        count(&h),
+        100,
+        "a redelivery within the window is a second row"
+    );
+    // Outside the window the same ids are new records (two rows each): the window is a bound.
+    h.handle_batch(&later(11 * minute))
+        .expect("11 minutes later");
+    assert_eq!(count(&h), 200);
+    // An earlier time is never taken for a redelivery (ids are unique per producer).
+    h.handle_batch(&later(-minute)).expect("earlier");
+    assert_eq!(count(&h), 300);
+    h.shutdown().expect("shutdown");
+
+    let db = TestDb::new();
+    let h = db.start("dedupe_window = \"off\"\n");
+    h.handle_batch(&first).expect("first delivery");
+    h.handle_batch(&later(minute)).expect("a minute later");
+    assert_eq!(count(&h), 200, "`off` recognises only the same (id, time)");
+    h.shutdown().expect("shutdown");
+}
+
 #[allow(non_snake_case)]
 fn T0_PLUS(i: i64) -> i64 {
     crate::common::T0 + i * 1_000_000
