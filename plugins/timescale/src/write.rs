@@ -1,9 +1,16 @@
 //! Writes: one `INSERT ... SELECT FROM UNNEST(...) ON CONFLICT DO NOTHING` per batch.
 //!
 //! A redelivered record is dropped by the primary key (id, ts) when it carries its own time.
-//! A record sent without a time gets its receive time, so its redelivery has a later one: the
-//! `NOT EXISTS` probe (the primary key's leading column is `id`, so it is one index descent)
-//! drops it too when the stored copy is at most `dedupe_window` older.
+//! A record sent without a time gets its receive time, so its redelivery has a later one: a
+//! probe of the primary key (its leading column is `id`, so one index descent) drops it too
+//! when the stored copy is at most `dedupe_window` older. The probe is a `LATERAL ... LIMIT 1`
+//! join rather than `NOT EXISTS`: an anti-join can be planned as a hash join that reads the
+//! whole table on every batch (measured: a 200,000-row load fell from 26,000 to 9,500 rows/s
+//! once the planner's statistics said the table was large); a lateral subquery cannot be.
+//!
+//! One statement per batch, on one connection: splitting a batch into two parts written at once
+//! was measured slower here (17,600 against 26,500-29,800 rows/s on 2 cores: both parts insert
+//! into the same right-hand index pages).
 //!
 //! Records PostgreSQL cannot store are found before writing (NUL bytes in text, attributes
 //! that are not a JSON object). When the server still refuses the batch for a value (a data
@@ -20,13 +27,17 @@ use serde::de::IgnoredAny;
 use sqlx::{AssertSqlSafe, PgPool};
 
 use crate::config::interval_sql;
-use crate::error::{TimescaleError, is_data_error};
+use crate::error::{TimescaleError, is_data_error, sqlstate};
 
 /// The write side of the store.
 #[derive(Debug, Clone)]
 pub struct Writer {
     pool: PgPool,
+    /// The fast statement: a plain insert of the rows the probe does not find.
     insert_sql: Arc<str>,
+    /// The fallback when the fast one meets a unique violation: the same with `ON CONFLICT DO
+    /// NOTHING`.
+    upsert_sql: Arc<str>,
 }
 
 /// A refused record: its index in the batch and why.
@@ -35,25 +46,24 @@ pub type Refused = (u32, String);
 impl Writer {
     /// A writer into `table` (already quoted and qualified); `dedupe_window`: see the module.
     pub fn new(pool: PgPool, table: &str, dedupe_window: Option<Duration>) -> Writer {
-        let dedupe = match dedupe_window {
-            Some(window) => format!(
-                "WHERE NOT EXISTS (SELECT 1 FROM {table} l
-                    WHERE l.id = u.id AND l.ts < u.ts AND l.ts >= u.ts - {})",
-                interval_sql(window)
-            ),
-            None => String::new(),
+        let earlier = match dedupe_window {
+            Some(window) => format!("l.ts <= u.ts AND l.ts >= u.ts - {}", interval_sql(window)),
+            None => "l.ts = u.ts".to_owned(),
         };
         let insert_sql = format!(
             "INSERT INTO {table} (id, ts, level, project, module, message, attributes)
              SELECT u.id, u.ts, u.level, u.project, u.module, u.message, u.attributes::jsonb
              FROM UNNEST($1::text[], $2::timestamptz[], $3::int2[], $4::text[], $5::text[], $6::text[], $7::text[])
                   AS u(id, ts, level, project, module, message, attributes)
-             {dedupe}
-             ON CONFLICT DO NOTHING"
+             LEFT JOIN LATERAL (SELECT 1 AS stored FROM {table} l
+                 WHERE l.id = u.id AND {earlier} LIMIT 1) d ON TRUE
+             WHERE d.stored IS NULL"
         );
+        let upsert_sql = format!("{insert_sql}\n             ON CONFLICT DO NOTHING");
         Writer {
             pool,
             insert_sql: Arc::from(insert_sql),
+            upsert_sql: Arc::from(upsert_sql),
         }
     }
 
@@ -124,17 +134,24 @@ impl Writer {
             let a = r.attributes.as_str();
             attributes.push(if a.trim().is_empty() { "{}" } else { a });
         }
-        let result = sqlx::query(AssertSqlSafe(self.insert_sql.clone()))
-            .bind(&ids)
-            .bind(&ts)
-            .bind(&levels)
-            .bind(&projects)
-            .bind(&modules)
-            .bind(&messages)
-            .bind(&attributes)
-            .execute(&self.pool)
-            .await?;
-        Ok(result.rows_affected())
+        let run = |sql: &Arc<str>| {
+            sqlx::query(AssertSqlSafe(sql.clone()))
+                .bind(&ids)
+                .bind(&ts)
+                .bind(&levels)
+                .bind(&projects)
+                .bind(&modules)
+                .bind(&messages)
+                .bind(&attributes)
+                .execute(&self.pool)
+        };
+        match run(&self.insert_sql).await {
+            // The same row twice in this batch, or written by another host meanwhile.
+            Err(e) if sqlstate(&e).as_deref() == Some("23505") => {
+                Ok(run(&self.upsert_sql).await?.rows_affected())
+            }
+            result => Ok(result?.rows_affected()),
+        }
     }
 }
 
