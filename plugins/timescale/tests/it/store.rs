@@ -79,6 +79,13 @@ fn batches_are_stored_once_even_when_redelivered() {
     h.handle_batch(&records(500, 1000))
         .expect("overlapping batch");
     assert_eq!(count(&h), 1500);
+    // The same records twice in one batch: the probe cannot see them, the key refuses the COPY,
+    // and the fallback statement writes each once.
+    let mut twice = records(5000, 300);
+    twice.extend(records(5000, 300));
+    h.handle_batch(&twice)
+        .expect("a batch with each record twice");
+    assert_eq!(count(&h), 1800);
     let r = ok(&h, "get", json!({"id": "r000042"}));
     assert_eq!(r["message"], "message number 42");
     assert_eq!(r["timestamp_ns"], T0_PLUS(42));
