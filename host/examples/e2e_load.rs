@@ -170,7 +170,7 @@ async fn prober(
             continue;
         }
         // The oldest probe first: later ones are rarely stored before it. A found probe lets the
-        // next one be asked at once; otherwise wait 2 ms (at most ~500 requests/s of probing).
+        // next one be asked at once; otherwise wait 5 ms (at most ~200 requests/s of probing).
         let Some((id, sent)) = waiting.front() else {
             continue;
         };
@@ -182,7 +182,7 @@ async fn prober(
             404 | 503 if sent.elapsed() > PROBE_GIVE_UP => {
                 return Err(format!("probe {id} not queryable after 60 s").into());
             }
-            404 | 503 => tokio::time::sleep(Duration::from_millis(2)).await,
+            404 | 503 => tokio::time::sleep(Duration::from_millis(5)).await,
             other => return Err(format!("GET /log?id={id} answered {other}").into()),
         }
     }

@@ -339,7 +339,7 @@ impl Settings {
                     .map_err(|e| format!("not a log filter: {e}"))
             }),
             strict,
-            prefetch: r.number("LOGRELAY_PREFETCH", 1000, 1, u16::MAX),
+            prefetch: r.number("LOGRELAY_PREFETCH", 5000, 1, u16::MAX),
             batch_max_records: nonzero(r.number("LOGRELAY_BATCH_MAX_RECORDS", 1000, 1, 100_000)),
             batch_max_wait: r.millis("LOGRELAY_BATCH_MAX_WAIT_MS", 50, 0, 60_000),
             max_message_bytes: r.number(
@@ -410,7 +410,7 @@ mod tests {
         let (s, w) = Settings::from_env(&Env::default(), false).expect("settings");
         assert!(w.is_empty());
         assert_eq!(s.queue, "logs");
-        assert_eq!(s.prefetch, 1000);
+        assert_eq!(s.prefetch, 5000);
         assert_eq!(s.batch_max_wait, Duration::from_millis(50));
         assert_eq!(s.http_addr.to_string(), "127.0.0.1:8080");
         assert_eq!(s.api_token, None);
@@ -425,7 +425,7 @@ mod tests {
             ("LOGRELAY_QUEUE", "events"),
         ]);
         let (s, w) = Settings::from_env(&env, false).expect("settings");
-        assert_eq!(s.prefetch, 1000);
+        assert_eq!(s.prefetch, 5000);
         assert_eq!(s.queue, "events");
         assert_eq!(s.batch_max_records.get(), 1000);
         assert_eq!(w.len(), 3, "{w:?}");
