@@ -127,25 +127,61 @@ impl Writer {
             return Err(e);
         }
         if self.settings.durability == Durability::Batch {
-            for (name, _) in &written {
-                if let Some(f) = self.open.get_mut(name) {
-                    if let Err(source) = f.file.sync_data() {
-                        let e = FilesError::Io {
-                            action: "sync",
-                            path: f.path.clone(),
-                            source,
-                        };
-                        self.undo(&written);
-                        return Err(e);
-                    }
-                    f.dirty = false;
-                }
+            if let Err(e) = self.sync_written(&written) {
+                self.undo(&written);
+                return Err(e);
             }
         }
         if self.buffer.capacity() > KEEP_BUFFER_BYTES {
             self.buffer = String::with_capacity(256 * 1024);
         }
         Ok(bytes)
+    }
+
+    /// fsyncs the files of a batch, at once when there are several: the file system commits
+    /// concurrent fsyncs together, where one after the other each waits for its own commit (20
+    /// files: 13-15 ms one after the other, 9-12 ms at once, on an idle disk here; the gap grows
+    /// when PostgreSQL flushes its WAL to the same disk).
+    fn sync_written(&mut self, written: &[(String, u64)]) -> Result<(), FilesError> {
+        let files: Vec<&OpenFile> = written
+            .iter()
+            .filter_map(|(name, _)| self.open.get(name))
+            .collect();
+        let sync = |f: &OpenFile| {
+            f.file.sync_data().map_err(|source| FilesError::Io {
+                action: "sync",
+                path: f.path.clone(),
+                source,
+            })
+        };
+        let result = match files.as_slice() {
+            [] => Ok(()),
+            [one] => sync(one),
+            many => std::thread::scope(|scope| {
+                let handles: Vec<_> = many.iter().map(|&f| scope.spawn(move || sync(f))).collect();
+                let mut first = Ok(());
+                for (handle, f) in handles.into_iter().zip(many) {
+                    let outcome = handle.join().unwrap_or_else(|_| {
+                        Err(FilesError::Io {
+                            action: "sync",
+                            path: f.path.clone(),
+                            source: std::io::Error::other("the fsync thread panicked"),
+                        })
+                    });
+                    if first.is_ok() {
+                        first = outcome;
+                    }
+                }
+                first
+            }),
+        };
+        result?;
+        for (name, _) in written {
+            if let Some(f) = self.open.get_mut(name) {
+                f.dirty = false;
+            }
+        }
+        Ok(())
     }
 
     fn write_groups(
