@@ -126,11 +126,11 @@ impl Writer {
             self.undo(&written);
             return Err(e);
         }
-        if self.settings.durability == Durability::Batch {
-            if let Err(e) = self.sync_written(&written) {
-                self.undo(&written);
-                return Err(e);
-            }
+        if self.settings.durability == Durability::Batch
+            && let Err(e) = self.sync_written(&written)
+        {
+            self.undo(&written);
+            return Err(e);
         }
         if self.buffer.capacity() > KEEP_BUFFER_BYTES {
             self.buffer = String::with_capacity(256 * 1024);
