@@ -62,6 +62,7 @@ fn main() {
         channel_capacity: 4,
         call_timeout: Duration::from_secs(30),
         retry_max: Duration::from_millis(100),
+        coalesce_max_records: 5000,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

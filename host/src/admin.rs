@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use serde_json::json;
 
 use crate::config::Delivery;
-use crate::engine::{Engine, InstanceHealth, ReloadReport};
+use crate::engine::{Engine, InstanceHealth, InstanceStats, ReloadReport};
 use crate::intake::IntakeStats;
 
 /// Re-reads plugins.toml and applies it; the answer is what changed, or why it was refused.
@@ -193,19 +193,27 @@ pub fn render_metrics(state: &AdminState) -> String {
             );
         }
     }
-    family(
-        &mut out,
-        "logrelay_instance_retries_total",
-        "counter",
-        "Retries after transient errors.",
-    );
-    for inst in instances.iter() {
-        let _ = writeln!(
-            out,
-            "logrelay_instance_retries_total{{instance=\"{}\"}} {}",
-            inst.spec.name,
-            inst.stats.retries.load(Ordering::Relaxed)
-        );
+    for (name, help, value) in [
+        (
+            "logrelay_instance_retries_total",
+            "Retries after transient errors.",
+            (|s| &s.retries) as fn(&InstanceStats) -> &AtomicU64,
+        ),
+        (
+            "logrelay_instance_coalesced_calls_total",
+            "Calls that carried several queued batches at once (the instance was behind).",
+            |s| &s.coalesced,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        for inst in instances.iter() {
+            let _ = writeln!(
+                out,
+                "{name}{{instance=\"{}\"}} {}",
+                inst.spec.name,
+                value(&inst.stats).load(Ordering::Relaxed)
+            );
+        }
     }
     family(
         &mut out,

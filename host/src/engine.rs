@@ -67,6 +67,8 @@ pub struct InstanceStats {
     pub records_dropped: AtomicU64,
     /// How long `handle_batch` calls take.
     pub call_seconds: Histogram,
+    /// Calls that carried several queued batches at once.
+    pub coalesced: AtomicU64,
 }
 
 /// A latency histogram with fixed buckets, updated without locks.
@@ -269,12 +271,6 @@ impl Job {
             None => i,
         }
     }
-
-    fn all_origins(&self) -> Vec<u32> {
-        (0..self.records().len() as u32)
-            .map(|i| self.origin(i))
-            .collect()
-    }
 }
 
 /// Everything that failed to start, reported at once.
@@ -452,6 +448,8 @@ pub struct EngineOptions {
     pub call_timeout: Duration,
     /// The longest wait between retries.
     pub retry_max: Duration,
+    /// Queued batches are handed to a busy instance together, up to this many records.
+    pub coalesce_max_records: usize,
 }
 
 impl From<&Settings> for EngineOptions {
@@ -460,6 +458,7 @@ impl From<&Settings> for EngineOptions {
             channel_capacity: s.channel_capacity.get(),
             call_timeout: s.call_timeout,
             retry_max: s.retry_max,
+            coalesce_max_records: s.coalesce_max_records.get(),
         }
     }
 }
@@ -625,6 +624,7 @@ impl Engine {
             stop: self.stop.clone(),
             epoch: self.epoch,
             retry_max: self.options.retry_max,
+            coalesce_max: self.options.coalesce_max_records,
         };
         std::thread::Builder::new()
             .name(format!("inst-{}", inst.spec.name))
@@ -1063,6 +1063,7 @@ struct Worker {
     stop: Arc<Stop>,
     epoch: Instant,
     retry_max: Duration,
+    coalesce_max: usize,
 }
 
 enum Outcome {
@@ -1074,13 +1075,50 @@ enum Outcome {
 
 impl Worker {
     fn run(&self, mut rx: mpsc::Receiver<Job>) {
-        while let Some(job) = rx.blocking_recv() {
-            let outcome = if self.inst.is_disabled() {
-                Outcome::Failed(self.disabled_message())
-            } else {
-                self.deliver(&job)
+        let mut carried: Option<Job> = None;
+        loop {
+            let Some(first) = carried.take().or_else(|| rx.blocking_recv()) else {
+                break;
             };
-            self.report(&job, outcome);
+            // An instance that is behind gets what queued up meanwhile in one call: fewer,
+            // larger calls are cheaper per record (a store commits once instead of four times)
+            // and cost no latency, since the queued batches would wait anyway.
+            let mut total = first.records().len();
+            let mut jobs = vec![first];
+            while total < self.coalesce_max {
+                let Ok(next) = rx.try_recv() else {
+                    break;
+                };
+                let n = next.records().len();
+                if total + n > self.coalesce_max {
+                    carried = Some(next);
+                    break;
+                }
+                total += n;
+                jobs.push(next);
+            }
+            if self.inst.is_disabled() {
+                let reason = self.disabled_message();
+                for job in &jobs {
+                    self.report(job, Outcome::Failed(reason.clone()));
+                }
+                continue;
+            }
+            match jobs.as_slice() {
+                [job] => {
+                    let outcome = self.deliver(job.records());
+                    self.report(job, outcome);
+                }
+                _ => {
+                    let merged: Vec<Record> = jobs
+                        .iter()
+                        .flat_map(|j| j.records().iter().cloned())
+                        .collect();
+                    self.inst.stats.coalesced.fetch_add(1, Ordering::Relaxed);
+                    let outcome = self.deliver(&merged);
+                    self.report_merged(&jobs, outcome);
+                }
+            }
         }
         if !self.inst.is_disabled()
             && let Err(e) = self.inst.plugin.shutdown().into_result()
@@ -1097,8 +1135,9 @@ impl Worker {
         )
     }
 
-    fn deliver(&self, job: &Job) -> Outcome {
-        let records = job.records();
+    /// Calls `handle_batch` until it succeeds or fails for good. Indices in the outcome are
+    /// into `records`.
+    fn deliver(&self, records: &[Record]) -> Outcome {
         let mut attempt: u32 = 0;
         loop {
             let started = (self.epoch.elapsed().as_millis() as u64).max(1);
@@ -1141,12 +1180,12 @@ impl Worker {
                     let named: Vec<u32> = e
                         .bad_records
                         .iter()
-                        .filter(|i| (**i as usize) < records.len())
-                        .map(|i| job.origin(*i))
+                        .copied()
+                        .filter(|i| (*i as usize) < records.len())
                         .collect();
                     // None named (or only indices outside the batch): the whole batch is bad.
                     let bad = if named.is_empty() {
-                        job.all_origins()
+                        (0..records.len() as u32).collect()
                     } else {
                         named
                     };
@@ -1164,10 +1203,44 @@ impl Worker {
         }
     }
 
+    /// Splits the outcome of one call over several jobs back into each job's outcome.
+    fn report_merged(&self, jobs: &[Job], outcome: Outcome) {
+        let mut start = 0u32;
+        for job in jobs {
+            let len = job.records().len() as u32;
+            let own = match &outcome {
+                Outcome::Accepted => Outcome::Accepted,
+                Outcome::Failed(reason) => Outcome::Failed(reason.clone()),
+                Outcome::Abandoned => Outcome::Abandoned,
+                Outcome::Rejected(bad, reason) => {
+                    let mine: Vec<u32> = bad
+                        .iter()
+                        .filter(|i| (start..start + len).contains(*i))
+                        .map(|i| i - start)
+                        .collect();
+                    if mine.is_empty() {
+                        Outcome::Accepted
+                    } else {
+                        Outcome::Rejected(mine, reason.clone())
+                    }
+                }
+            };
+            self.report(job, own);
+            start += len;
+        }
+    }
+
+    /// Accounts for a job's outcome; indices in `Rejected` are into the job's records.
     fn report(&self, job: &Job, outcome: Outcome) {
         let stats = &self.inst.stats;
         let required = self.inst.spec.delivery == Delivery::Required;
         let n = job.records().len() as u64;
+        let outcome = match outcome {
+            Outcome::Rejected(bad, reason) => {
+                Outcome::Rejected(bad.into_iter().map(|i| job.origin(i)).collect(), reason)
+            }
+            other => other,
+        };
         match outcome {
             Outcome::Accepted => {
                 stats.batches_ok.fetch_add(1, Ordering::Relaxed);

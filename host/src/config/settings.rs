@@ -126,6 +126,9 @@ pub struct Settings {
     pub max_message_bytes: usize,
     /// `LOGRELAY_CHANNEL_CAPACITY`: batches queued per instance before back-pressure.
     pub channel_capacity: NonZeroUsize,
+    /// `LOGRELAY_COALESCE_MAX_RECORDS`: batches queued for a busy instance are handed to it in
+    /// one call, up to this many records.
+    pub coalesce_max_records: NonZeroUsize,
     /// `LOGRELAY_CALL_TIMEOUT_MS`: a plugin call running longer disables the instance.
     pub call_timeout: Duration,
     /// `LOGRELAY_SHUTDOWN_TIMEOUT_MS`: how long shutdown waits for batches in flight.
@@ -349,6 +352,12 @@ impl Settings {
                 128 * 1024 * 1024,
             ),
             channel_capacity: nonzero(r.number("LOGRELAY_CHANNEL_CAPACITY", 4, 1, 1024)),
+            coalesce_max_records: nonzero(r.number(
+                "LOGRELAY_COALESCE_MAX_RECORDS",
+                5000,
+                1,
+                1_000_000,
+            )),
             call_timeout: r.millis("LOGRELAY_CALL_TIMEOUT_MS", 30_000, 10, 3_600_000),
             shutdown_timeout: r.millis("LOGRELAY_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
             retry_max: r.millis("LOGRELAY_RETRY_MAX_MS", 30_000, 10, 3_600_000),

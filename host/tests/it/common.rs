@@ -85,6 +85,7 @@ pub fn options() -> EngineOptions {
         channel_capacity: 4,
         call_timeout: Duration::from_secs(30),
         retry_max: Duration::from_millis(200),
+        coalesce_max_records: 5000,
     }
 }
 

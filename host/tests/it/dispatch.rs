@@ -174,6 +174,8 @@ config = {{ sleep_ms = 4000 }}
     ));
     let mut opts = options();
     opts.channel_capacity = 1;
+    // One batch (10 records) per call, so that every call costs its 200 ms.
+    opts.coalesce_max_records = 10;
     let (engine, mut done) = Engine::start(&config, opts).expect("engine");
     let started = Instant::now();
     for _ in 0..5 {
@@ -380,5 +382,90 @@ async fn a_bad_reload_is_refused_and_the_running_set_stays() {
     engine.dispatch(batch(&engine, 3)).await;
     assert!(next(&mut done).await.failed.is_empty());
     assert_eq!(read_ids(&a).len(), 3);
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_busy_instance_gets_queued_batches_in_one_call_and_each_settles_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (all, p1) = (dir.path().join("all.txt"), dir.path().join("p1.txt"));
+    let config = parse_config(&format!(
+        r#"
+[plugins.all]
+type = "fixture"
+config = {{ sleep_ms = 300, reject_on = "7", record_to = {all:?} }}
+[plugins.p1]
+type = "fixture"
+route = {{ projects = ["p1"] }}
+config = {{ sleep_ms = 300, reject_on = "4", record_to = {p1:?} }}
+"#
+    ));
+    let mut opts = options();
+    opts.channel_capacity = 8;
+    opts.coalesce_max_records = 25;
+    let (engine, mut done) = Engine::start(&config, opts).expect("engine");
+    let mut expected_all = Vec::new();
+    let mut batch_ids = Vec::new();
+    for (n, tag) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        let (b, ids) = unique_batch(&engine, tag, 10);
+        batch_ids.push(b.id);
+        expected_all.extend(
+            ids.into_iter()
+                .enumerate()
+                .filter(|(i, _)| *i != 7)
+                .map(|(_, id)| id),
+        );
+        engine.dispatch(b).await;
+        if n == 0 {
+            // Both workers are now in their first call; the next four batches queue behind it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut completed = Vec::new();
+    for _ in 0..5 {
+        completed.push(next(&mut done).await);
+    }
+    completed.sort_by_key(|c| c.batch.id);
+    for (c, id) in completed.iter().zip(&batch_ids) {
+        assert_eq!(c.batch.id, *id);
+        // Each batch gets back exactly its own refusals, in its own indices: record 4 (the 2nd
+        // of the 3 records `p1` was given from each batch) and record 7.
+        let failed: Vec<(u32, bool)> = c
+            .failed
+            .iter()
+            .map(|(i, why)| (*i, why.contains(if *i == 4 { "`p1`" } else { "`all`" })))
+            .collect();
+        assert_eq!(failed, vec![(4, true), (7, true)], "{:?}", c.failed);
+    }
+    // `all`: batch a alone, then b+c (20 records; d would pass 25), then d+e.
+    // `p1`: 3 records per batch, so b, c, d and e fit in one call.
+    let instances = engine.instances();
+    let coalesced: Vec<(String, u64)> = instances
+        .iter()
+        .map(|i| {
+            (
+                i.spec.name.clone(),
+                i.stats.coalesced.load(Ordering::Relaxed),
+            )
+        })
+        .collect();
+    assert_eq!(
+        coalesced,
+        vec![("all".to_owned(), 2), ("p1".to_owned(), 1)],
+        "calls that carried several batches"
+    );
+    assert_eq!(
+        read_ids(&all),
+        expected_all,
+        "in order, refused records left out"
+    );
+    let p1_ids: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .flat_map(|t| [format!("{t}-1"), format!("{t}-7")])
+        .collect();
+    assert_eq!(read_ids(&p1), p1_ids);
+    let all_stats = &instances[0].stats;
+    assert_eq!(all_stats.records_ok.load(Ordering::Relaxed), 45);
+    assert_eq!(all_stats.records_rejected.load(Ordering::Relaxed), 5);
     engine.shutdown(Instant::now() + Duration::from_secs(5));
 }

@@ -60,6 +60,7 @@ chats = [42]
                 channel_capacity: 4,
                 call_timeout: Duration::from_secs(30),
                 retry_max: Duration::from_millis(200),
+                coalesce_max_records: 5000,
             },
         )
         .expect("engine starts");

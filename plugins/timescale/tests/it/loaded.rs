@@ -33,6 +33,7 @@ async fn the_library_loads_and_stores_through_the_engine() {
         channel_capacity: 4,
         call_timeout: Duration::from_secs(30),
         retry_max: Duration::from_millis(200),
+        coalesce_max_records: 5000,
     };
     let (engine, mut done) = Engine::start(&config, options).expect("engine starts");
     let mut batch = records(0, 50);
