@@ -8,7 +8,7 @@
 //!
 //! ```text
 //! cargo bench -p logrelay-timescale --bench ingest -- [--rows 200000] [--query-rows 2000000] [--samples 200]
-//!     [--batch 1000] [--config 'message_index = "auto"']
+//!     [--batch 1000] [--config 'message_index = "auto"'] [--socket /var/run/postgresql]
 //! ```
 //! `--query-rows 0` skips part 2. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust).
 
@@ -114,7 +114,11 @@ fn ingest(rt: &tokio::runtime::Runtime, rows: usize) {
     let db = format!("logrelay_bench_ingest_{}", std::process::id());
     admin(rt, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     admin(rt, &format!("CREATE DATABASE {db}"));
-    let url = format!("{SERVER}/{db}");
+    // `--socket /var/run/postgresql` connects both sides through the Unix socket instead.
+    let url = match text_arg("--socket") {
+        dir if dir.is_empty() => format!("{SERVER}/{db}"),
+        dir => format!("postgres://postgres@localhost/{db}?host={dir}"),
+    };
     let extra = text_arg("--config");
     let batch = arg("--batch", 1000).max(1) as usize;
     let h =

@@ -7,6 +7,7 @@
 mod api;
 mod config;
 mod error;
+mod nodelay;
 mod retention;
 mod schema;
 mod timescale;

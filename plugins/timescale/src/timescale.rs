@@ -4,14 +4,14 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use logrelay_plugin_api::{Context, Plugin, PluginError, Record};
-use sqlx::postgres::PgPoolOptions;
+use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
 use crate::api::Api;
 use crate::config::{Config, Settings};
 use crate::error::TimescaleError;
-use crate::retention;
 use crate::schema::{self, Storage};
+use crate::{nodelay, retention};
 
 /// The `timescale` connector: a PostgreSQL store, a TimescaleDB hypertable when it can be.
 pub struct Timescale {
@@ -19,12 +19,49 @@ pub struct Timescale {
     retention: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
+/// Turns Nagle's algorithm off on a new TCP connection (see `nodelay.rs`). Never fails the
+/// connection: without it, writes are only slower.
+async fn tcp_nodelay(conn: &mut PgConnection, server_port: u16) {
+    let client_port: Result<Option<i32>, sqlx::Error> =
+        sqlx::query_scalar("SELECT inet_client_port()")
+            .fetch_one(&mut *conn)
+            .await;
+    let found = match client_port {
+        Ok(Some(port)) => u16::try_from(port)
+            .map_err(|e| e.to_string())
+            .and_then(|p| nodelay::set_on_connection(p, server_port).map_err(|e| e.to_string())),
+        Ok(None) => return, // not TCP after all
+        Err(e) => Err(e.to_string()),
+    };
+    match found {
+        Ok(true) => tracing::debug!("TCP_NODELAY set on a new database connection."),
+        Ok(false) => tracing::debug!(
+            "The new database connection's socket was not found (through a proxy?); TCP_NODELAY not set."
+        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "Could not set TCP_NODELAY on a database connection; writes may be slower.")
+        }
+    }
+}
+
 impl Timescale {
     /// Opens the pool (one connection at once, so an unreachable server fails the start).
     async fn connect(s: &Settings) -> Result<PgPool, TimescaleError> {
+        let tcp_port = match s.connect.get_socket() {
+            None if !s.connect.get_host().starts_with('/') => Some(s.connect.get_port()),
+            _ => None,
+        };
         let options = PgPoolOptions::new()
             .max_connections(s.max_connections)
-            .acquire_timeout(s.acquire_timeout.max(s.connect_timeout));
+            .acquire_timeout(s.acquire_timeout.max(s.connect_timeout))
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if let Some(server_port) = tcp_port {
+                        tcp_nodelay(conn, server_port).await;
+                    }
+                    Ok(())
+                })
+            });
         match tokio::time::timeout(s.connect_timeout, options.connect_with(s.connect.clone())).await
         {
             Ok(Ok(pool)) => Ok(pool),

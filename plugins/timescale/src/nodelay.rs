@@ -1,0 +1,82 @@
+//! TCP_NODELAY for the pool's TCP connections.
+//!
+//! sqlx 0.9.0 opens TCP connections without TCP_NODELAY (transact-rs/sqlx#4335; fixed upstream
+//! by #4336, not in a release yet). With Nagle's algorithm on, the last partial segment of a
+//! large message (a batch's bind parameters) waits for the server's delayed ACK, up to 40 ms
+//! per statement. Measured here with `cargo bench -p logrelay-timescale --bench ingest`:
+//! 30-33k rows/s over TCP without it against 51-55k rows/s through the Unix socket, where Nagle
+//! does not apply (BENCHMARKS.md). sqlx gives no access to its socket, so after each connect we
+//! find it among the process's descriptors by its address and set the option on it. Remove this
+//! module once a sqlx release sets TCP_NODELAY itself.
+
+use std::net::SocketAddr;
+
+/// Sets TCP_NODELAY on this process's TCP socket whose local port is `local_port` and whose
+/// peer port is `server_port`. Returns whether such a socket was found.
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+pub fn set_on_connection(local_port: u16, server_port: u16) -> std::io::Result<bool> {
+    use std::os::fd::{BorrowedFd, RawFd};
+
+    for entry in std::fs::read_dir("/proc/self/fd")?.flatten() {
+        let Some(fd) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<RawFd>().ok())
+        else {
+            continue;
+        };
+        let is_socket = std::fs::read_link(entry.path()).is_ok_and(|target| {
+            target
+                .as_os_str()
+                .as_encoded_bytes()
+                .starts_with(b"socket:")
+        });
+        if !is_socket {
+            continue;
+        }
+        // SAFETY: `fd` was open when /proc listed it, and the borrow is used only for the three
+        // socket calls below. Should another thread close it meanwhile, they fail with EBADF;
+        // should the number be reused at once, the address check below refuses anything but
+        // the connection being set up, which is open for as long as this runs.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        let sock = socket2::SockRef::from(&borrowed);
+        let port = |a: std::io::Result<socket2::SockAddr>| {
+            a.ok()
+                .and_then(|a| a.as_socket())
+                .map(|a: SocketAddr| a.port())
+        };
+        if port(sock.local_addr()) == Some(local_port)
+            && port(sock.peer_addr()) == Some(server_port)
+        {
+            sock.set_tcp_nodelay(true)?;
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Elsewhere the connection keeps the system's default.
+#[cfg(not(target_os = "linux"))]
+pub fn set_on_connection(_local_port: u16, _server_port: u16) -> std::io::Result<bool> {
+    Ok(false)
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_connection_by_its_ports_and_sets_nodelay() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
+        let server_port = listener.local_addr().expect("addr").port();
+        let client = std::net::TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
+        let (_accepted, _) = listener.accept().expect("accept");
+        assert!(!client.nodelay().expect("nodelay"), "off by default");
+        let local_port = client.local_addr().expect("addr").port();
+        assert!(set_on_connection(local_port, server_port).expect("scan"));
+        assert!(client.nodelay().expect("nodelay"));
+        // No such connection: nothing found, nothing changed.
+        assert!(!set_on_connection(local_port, server_port.wrapping_add(1)).expect("scan"));
+    }
+}
