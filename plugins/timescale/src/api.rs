@@ -20,9 +20,9 @@ use sqlx::{
 
 use crate::config::Settings;
 use crate::error::{TimescaleError, is_connection_error};
-use crate::retention;
 use crate::schema::{self, SchemaInfo};
 use crate::write::{Writer, check_record};
+use crate::{nodelay, retention};
 
 /// The methods `request` answers.
 pub const METHODS: &[&str] = &[
@@ -50,6 +50,7 @@ pub struct Api {
     /// The batch writer (also used by `add`).
     pub writer: Writer,
     table: String,
+    nodelay: Arc<nodelay::Tally>,
 }
 
 const COLUMNS: &str = "id, ts, level, project, module, message, attributes::text";
@@ -57,7 +58,12 @@ type RowTuple = (String, DateTime<Utc>, i16, String, String, String, String);
 
 impl Api {
     /// The API over a connected, migrated store.
-    pub fn new(pool: PgPool, settings: Arc<Settings>, schema: Arc<SchemaInfo>) -> Api {
+    pub fn new(
+        pool: PgPool,
+        settings: Arc<Settings>,
+        schema: Arc<SchemaInfo>,
+        nodelay: Arc<nodelay::Tally>,
+    ) -> Api {
         let table = settings.qualified();
         let writer = Writer::new(pool.clone(), &table, settings.dedupe_window);
         Api {
@@ -66,6 +72,7 @@ impl Api {
             schema,
             writer,
             table,
+            nodelay,
         }
     }
 
@@ -108,6 +115,7 @@ impl Api {
                     "timescaledb_version": version,
                     "message_index": if self.schema.message_trigram { "trigram" } else { "none" },
                     "migrations": migrations,
+                    "tcp_nodelay": self.nodelay.json(),
                 })
             }
             other => {

@@ -10,6 +10,30 @@
 //! module once a sqlx release sets TCP_NODELAY itself.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What became of the pool's connections, for the `schema` answer.
+#[derive(Debug, Default)]
+pub struct Tally {
+    set: AtomicU64,
+    missed: AtomicU64,
+}
+
+impl Tally {
+    /// Counts one connection: TCP_NODELAY set on it or not.
+    pub fn count(&self, set: bool) {
+        let c = if set { &self.set } else { &self.missed };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// `{"set": n, "not_set": m}`: connections opened so far (over TCP; none through a socket).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "set": self.set.load(Ordering::Relaxed),
+            "not_set": self.missed.load(Ordering::Relaxed),
+        })
+    }
+}
 
 /// Sets TCP_NODELAY on this process's TCP socket whose local port is `local_port` and whose
 /// peer port is `server_port`. Returns whether such a socket was found.

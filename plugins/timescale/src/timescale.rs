@@ -21,7 +21,7 @@ pub struct Timescale {
 
 /// Turns Nagle's algorithm off on a new TCP connection (see `nodelay.rs`). Never fails the
 /// connection: without it, writes are only slower.
-async fn tcp_nodelay(conn: &mut PgConnection, server_port: u16) {
+async fn tcp_nodelay(conn: &mut PgConnection, server_port: u16, tally: &nodelay::Tally) {
     let client_port: Result<Option<i32>, sqlx::Error> =
         sqlx::query_scalar("SELECT inet_client_port()")
             .fetch_one(&mut *conn)
@@ -33,6 +33,7 @@ async fn tcp_nodelay(conn: &mut PgConnection, server_port: u16) {
         Ok(None) => return, // not TCP after all
         Err(e) => Err(e.to_string()),
     };
+    tally.count(matches!(found, Ok(true)));
     match found {
         Ok(true) => tracing::debug!("TCP_NODELAY set on a new database connection."),
         Ok(false) => tracing::debug!(
@@ -46,7 +47,7 @@ async fn tcp_nodelay(conn: &mut PgConnection, server_port: u16) {
 
 impl Timescale {
     /// Opens the pool (one connection at once, so an unreachable server fails the start).
-    async fn connect(s: &Settings) -> Result<PgPool, TimescaleError> {
+    async fn connect(s: &Settings, tally: Arc<nodelay::Tally>) -> Result<PgPool, TimescaleError> {
         let tcp_port = match s.connect.get_socket() {
             None if !s.connect.get_host().starts_with('/') => Some(s.connect.get_port()),
             _ => None,
@@ -55,9 +56,10 @@ impl Timescale {
             .max_connections(s.max_connections)
             .acquire_timeout(s.acquire_timeout.max(s.connect_timeout))
             .after_connect(move |conn, _| {
+                let tally = tally.clone();
                 Box::pin(async move {
                     if let Some(server_port) = tcp_port {
-                        tcp_nodelay(conn, server_port).await;
+                        tcp_nodelay(conn, server_port, &tally).await;
                     }
                     Ok(())
                 })
@@ -87,7 +89,8 @@ impl Timescale {
 
     async fn start(config: Config) -> Result<Timescale, TimescaleError> {
         let settings = Settings::from_config(config)?;
-        let pool = Self::connect(&settings).await?;
+        let tally = Arc::new(nodelay::Tally::default());
+        let pool = Self::connect(&settings, tally.clone()).await?;
         let info = schema::migrate(&pool, &settings).await?;
         let t = settings.qualified();
         match &info.storage {
@@ -116,7 +119,7 @@ impl Timescale {
             _ => None,
         };
         Ok(Timescale {
-            api: Api::new(pool, Arc::new(settings), Arc::new(info)),
+            api: Api::new(pool, Arc::new(settings), Arc::new(info), tally),
             retention: Mutex::new(retention),
         })
     }

@@ -208,6 +208,10 @@ fn migrations_are_idempotent_across_restarts_and_concurrent_starts() {
     let first = ok(&h, "schema", json!({}));
     assert_eq!(first["storage"], "plain");
     assert_eq!(first["message_index"], "trigram");
+    // Every connection so far is over TCP and got TCP_NODELAY (nodelay.rs).
+    let set = first["tcp_nodelay"]["set"].as_u64().unwrap_or(0);
+    assert!(set >= 1, "{first}");
+    assert_eq!(first["tcp_nodelay"]["not_set"], 0, "{first}");
     assert_eq!(
         first["migrations"].as_array().map(Vec::len),
         Some(4),
