@@ -38,7 +38,9 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self, PluginError>> + Send;
 
     /// Accepts a batch. Return `Ok` only once the records are safe: the host acknowledges them to
-    /// RabbitMQ after that.
+    /// RabbitMQ after that. Batches come in order; one call may carry several of the host's
+    /// batches when the instance is behind (up to `LOGRELAY_COALESCE_MAX_RECORDS` records), so
+    /// do not assume a batch is at most `LOGRELAY_BATCH_MAX_RECORDS` long.
     fn handle_batch(
         &self,
         batch: &[Record],
