@@ -21,8 +21,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use chrono::{SecondsFormat, Utc};
-use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
-use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm};
+use lapin::options::ConfirmSelectOptions;
+use lapin::{Connection, ConnectionProperties, PublisherConfirm};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -230,20 +230,8 @@ async fn main() -> Result<(), Error> {
         }
         let body = log(&a.run, i);
         let sent = Instant::now();
-        let confirm = channel
-            .basic_publish(
-                a.exchange.as_str().into(),
-                a.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..Default::default()
-                },
-                body.as_bytes(),
-                BasicProperties::default()
-                    .with_delivery_mode(2)
-                    .with_content_type("application/json".into()),
-            )
-            .await?;
+        let confirm =
+            logrelay::send::publish(&channel, &a.exchange, &a.routing_key, body.as_bytes()).await?;
         pending.push_back(confirm);
         if prober.is_some() && i % a.probe_every == 0 {
             let _ = tx.send((format!("{}-{i}", a.run), sent));

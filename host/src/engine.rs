@@ -1069,6 +1069,8 @@ struct Worker {
 enum Outcome {
     Accepted,
     Rejected(Vec<u32>, String),
+    /// Refused without naming records: all of them.
+    RejectedAll(String),
     Failed(String),
     Abandoned,
 }
@@ -1115,8 +1117,17 @@ impl Worker {
                         .flat_map(|j| j.records().iter().cloned())
                         .collect();
                     self.inst.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                    let outcome = self.deliver(&merged);
-                    self.report_merged(&jobs, outcome);
+                    match self.deliver(&merged) {
+                        // Refused as a whole: which batch was bad is unknown, so each is
+                        // offered again alone and only the bad ones are refused.
+                        Outcome::RejectedAll(_) => {
+                            for job in &jobs {
+                                let outcome = self.deliver(job.records());
+                                self.report(job, outcome);
+                            }
+                        }
+                        outcome => self.report_merged(&jobs, outcome),
+                    }
                 }
             }
         }
@@ -1183,16 +1194,13 @@ impl Worker {
                         .copied()
                         .filter(|i| (*i as usize) < records.len())
                         .collect();
+                    let reason = format!("refused by `{}`: {}", self.inst.spec.name, e.message);
                     // None named (or only indices outside the batch): the whole batch is bad.
-                    let bad = if named.is_empty() {
-                        (0..records.len() as u32).collect()
+                    return if named.is_empty() {
+                        Outcome::RejectedAll(reason)
                     } else {
-                        named
+                        Outcome::Rejected(named, reason)
                     };
-                    return Outcome::Rejected(
-                        bad,
-                        format!("refused by `{}`: {}", self.inst.spec.name, e.message),
-                    );
                 }
                 _ => {
                     let reason = format!("{} error: {}", e.kind, e.message);
@@ -1212,6 +1220,7 @@ impl Worker {
                 Outcome::Accepted => Outcome::Accepted,
                 Outcome::Failed(reason) => Outcome::Failed(reason.clone()),
                 Outcome::Abandoned => Outcome::Abandoned,
+                Outcome::RejectedAll(reason) => Outcome::RejectedAll(reason.clone()),
                 Outcome::Rejected(bad, reason) => {
                     let mine: Vec<u32> = bad
                         .iter()
@@ -1239,9 +1248,14 @@ impl Worker {
             Outcome::Rejected(bad, reason) => {
                 Outcome::Rejected(bad.into_iter().map(|i| job.origin(i)).collect(), reason)
             }
+            Outcome::RejectedAll(reason) => {
+                Outcome::Rejected((0..n as u32).map(|i| job.origin(i)).collect(), reason)
+            }
             other => other,
         };
         match outcome {
+            // Turned into `Rejected` just above.
+            Outcome::RejectedAll(_) => {}
             Outcome::Accepted => {
                 stats.batches_ok.fetch_add(1, Ordering::Relaxed);
                 stats.records_ok.fetch_add(n, Ordering::Relaxed);

@@ -116,21 +116,7 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
                 body = log;
             }
             in_body = 0;
-            let confirm = channel
-                .basic_publish(
-                    exchange.as_str().into(),
-                    routing_key.as_str().into(),
-                    // Mandatory: a message no queue takes comes back instead of vanishing.
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..Default::default()
-                    },
-                    body.as_bytes(),
-                    BasicProperties::default()
-                        .with_delivery_mode(2)
-                        .with_content_type("application/json".into()),
-                )
-                .await?;
+            let confirm = publish(&channel, &exchange, &routing_key, body.as_bytes()).await?;
             body.clear();
             published += 1;
             pending.push(confirm);
@@ -199,6 +185,31 @@ fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(out)
+}
+
+/// Publishes one JSON message as logrelay expects it: persistent, `application/json`, and
+/// mandatory, so that a message no queue takes comes back instead of vanishing. The returned
+/// confirm resolves once the broker has it (on a channel in confirm mode).
+pub async fn publish(
+    channel: &lapin::Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+) -> Result<PublisherConfirm, lapin::Error> {
+    channel
+        .basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            body,
+            BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_content_type("application/json".into()),
+        )
+        .await
 }
 
 #[cfg(test)]

@@ -469,3 +469,55 @@ config = {{ sleep_ms = 300, reject_on = "4", record_to = {p1:?} }}
     assert_eq!(all_stats.records_rejected.load(Ordering::Relaxed), 5);
     engine.shutdown(Instant::now() + Duration::from_secs(5));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_coalesced_call_refused_as_a_whole_is_retried_batch_by_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ids = dir.path().join("ids.txt");
+    let config = parse_config(&format!(
+        "[plugins.strict]\ntype = \"fixture\"\nconfig = {{ sleep_ms = 300, refuse_batch_with_id = \"c-3\", record_to = {ids:?} }}\n"
+    ));
+    let mut opts = options();
+    opts.channel_capacity = 8;
+    opts.coalesce_max_records = 25;
+    let (engine, mut done) = Engine::start(&config, opts).expect("engine");
+    let mut tags = Vec::new();
+    for (n, tag) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        let (b, _) = unique_batch(&engine, tag, 10);
+        tags.push((b.id, tag));
+        engine.dispatch(b).await;
+        if n == 0 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut completed = Vec::new();
+    for _ in 0..5 {
+        completed.push(next(&mut done).await);
+    }
+    completed.sort_by_key(|c| c.batch.id);
+    for (c, (id, tag)) in completed.iter().zip(&tags) {
+        assert_eq!(c.batch.id, *id);
+        if *tag == "c" {
+            assert_eq!(c.failed.len(), 10, "{:?}", c.failed);
+            assert!(
+                c.failed[0].1.contains("refused by `strict`"),
+                "{:?}",
+                c.failed
+            );
+        } else {
+            // b shared a refused call with c: it was offered again alone and accepted.
+            assert!(c.failed.is_empty(), "batch {tag}: {:?}", c.failed);
+        }
+    }
+    let stored = read_ids(&ids);
+    assert_eq!(stored.len(), 40, "{stored:?}");
+    assert!(stored.iter().all(|id| !id.starts_with("c-")), "{stored:?}");
+    assert!(
+        engine.instances()[0]
+            .stats
+            .coalesced
+            .load(Ordering::Relaxed)
+            >= 1
+    );
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}

@@ -35,13 +35,14 @@ impl Tally {
     }
 }
 
-/// Sets TCP_NODELAY on this process's TCP socket whose local port is `local_port` and whose
-/// peer port is `server_port`. Returns whether such a socket was found.
+/// Sets TCP_NODELAY on this process's TCP socket whose local address is `local` and whose peer
+/// is `peer` (both as the server saw them). Returns whether such a socket was found.
 #[cfg(target_os = "linux")]
 #[allow(unsafe_code)]
-pub fn set_on_connection(local_port: u16, server_port: u16) -> std::io::Result<bool> {
+pub fn set_on_connection(local: SocketAddr, peer: SocketAddr) -> std::io::Result<bool> {
     use std::os::fd::{BorrowedFd, RawFd};
 
+    let mut failed = None;
     for entry in std::fs::read_dir("/proc/self/fd")?.flatten() {
         let Some(fd) = entry
             .file_name()
@@ -60,29 +61,26 @@ pub fn set_on_connection(local_port: u16, server_port: u16) -> std::io::Result<b
             continue;
         }
         // SAFETY: `fd` was open when /proc listed it, and the borrow is used only for the three
-        // socket calls below. Should another thread close it meanwhile, they fail with EBADF;
-        // should the number be reused at once, the address check below refuses anything but
-        // the connection being set up, which is open for as long as this runs.
+        // socket calls below, none of which closes or writes through it. Should another thread
+        // close it meanwhile, they fail with EBADF; should the number be reused at once, the
+        // check of both addresses below refuses anything but the connection being set up, which
+        // stays open for as long as this runs.
         let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
         let sock = socket2::SockRef::from(&borrowed);
-        let port = |a: std::io::Result<socket2::SockAddr>| {
-            a.ok()
-                .and_then(|a| a.as_socket())
-                .map(|a: SocketAddr| a.port())
-        };
-        if port(sock.local_addr()) == Some(local_port)
-            && port(sock.peer_addr()) == Some(server_port)
-        {
-            sock.set_tcp_nodelay(true)?;
-            return Ok(true);
+        let addr = |a: std::io::Result<socket2::SockAddr>| a.ok().and_then(|a| a.as_socket());
+        if addr(sock.local_addr()) == Some(local) && addr(sock.peer_addr()) == Some(peer) {
+            match sock.set_tcp_nodelay(true) {
+                Ok(()) => return Ok(true),
+                Err(e) => failed = Some(e),
+            }
         }
     }
-    Ok(false)
+    failed.map_or(Ok(false), Err)
 }
 
 /// Elsewhere the connection keeps the system's default.
 #[cfg(not(target_os = "linux"))]
-pub fn set_on_connection(_local_port: u16, _server_port: u16) -> std::io::Result<bool> {
+pub fn set_on_connection(_local: SocketAddr, _peer: SocketAddr) -> std::io::Result<bool> {
     Ok(false)
 }
 
@@ -91,16 +89,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn finds_the_connection_by_its_ports_and_sets_nodelay() {
+    fn finds_the_connection_by_its_addresses_and_sets_nodelay() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("listen");
-        let server_port = listener.local_addr().expect("addr").port();
-        let client = std::net::TcpStream::connect(("127.0.0.1", server_port)).expect("connect");
-        let (_accepted, _) = listener.accept().expect("accept");
+        let server = listener.local_addr().expect("addr");
+        let client = std::net::TcpStream::connect(server).expect("connect");
+        let (accepted, _) = listener.accept().expect("accept");
         assert!(!client.nodelay().expect("nodelay"), "off by default");
-        let local_port = client.local_addr().expect("addr").port();
-        assert!(set_on_connection(local_port, server_port).expect("scan"));
+        let local = client.local_addr().expect("addr");
+        assert!(set_on_connection(local, server).expect("scan"));
         assert!(client.nodelay().expect("nodelay"));
+        // The server's side of the same connection has the two addresses the other way round.
+        assert!(!accepted.nodelay().expect("nodelay"));
         // No such connection: nothing found, nothing changed.
-        assert!(!set_on_connection(local_port, server_port.wrapping_add(1)).expect("scan"));
+        let elsewhere = SocketAddr::new(server.ip(), server.port().wrapping_add(1));
+        assert!(!set_on_connection(local, elsewhere).expect("scan"));
     }
 }

@@ -21,23 +21,35 @@ pub struct Timescale {
 
 /// Turns Nagle's algorithm off on a new TCP connection (see `nodelay.rs`). Never fails the
 /// connection: without it, writes are only slower.
-async fn tcp_nodelay(conn: &mut PgConnection, server_port: u16, tally: &nodelay::Tally) {
-    let client_port: Result<Option<i32>, sqlx::Error> =
-        sqlx::query_scalar("SELECT inet_client_port()")
-            .fetch_one(&mut *conn)
-            .await;
-    let found = match client_port {
-        Ok(Some(port)) => u16::try_from(port)
-            .map_err(|e| e.to_string())
-            .and_then(|p| nodelay::set_on_connection(p, server_port).map_err(|e| e.to_string())),
-        Ok(None) => return, // not TCP after all
+async fn tcp_nodelay(conn: &mut PgConnection, tally: &nodelay::Tally) {
+    // Both ends as the server sees them: our socket is the one with exactly these addresses.
+    type Ends = (Option<String>, Option<i32>, Option<String>, Option<i32>);
+    let ends: Result<Ends, sqlx::Error> = sqlx::query_as(
+        "SELECT host(inet_client_addr()), inet_client_port(), \
+                    host(inet_server_addr()), inet_server_port()",
+    )
+    .fetch_one(&mut *conn)
+    .await;
+    let found = match ends {
+        Ok((Some(ca), Some(cp), Some(sa), Some(sp))) => {
+            let addr = |ip: &str, port: i32| {
+                let ip: std::net::IpAddr = ip.parse().map_err(|e| format!("{ip}: {e}"))?;
+                let port = u16::try_from(port).map_err(|e| e.to_string())?;
+                Ok::<_, String>(std::net::SocketAddr::new(ip, port))
+            };
+            addr(&ca, cp).and_then(|local| {
+                let peer = addr(&sa, sp)?;
+                nodelay::set_on_connection(local, peer).map_err(|e| e.to_string())
+            })
+        }
+        Ok(_) => return, // not TCP after all
         Err(e) => Err(e.to_string()),
     };
     tally.count(matches!(found, Ok(true)));
     match found {
         Ok(true) => tracing::debug!("TCP_NODELAY set on a new database connection."),
         Ok(false) => tracing::debug!(
-            "The new database connection's socket was not found (through a proxy?); TCP_NODELAY not set."
+            "The new database connection's socket was not found (through a proxy or NAT?); TCP_NODELAY not set."
         ),
         Err(e) => {
             tracing::warn!(error = %e, "Could not set TCP_NODELAY on a database connection; writes may be slower.")
@@ -48,18 +60,15 @@ async fn tcp_nodelay(conn: &mut PgConnection, server_port: u16, tally: &nodelay:
 impl Timescale {
     /// Opens the pool (one connection at once, so an unreachable server fails the start).
     async fn connect(s: &Settings, tally: Arc<nodelay::Tally>) -> Result<PgPool, TimescaleError> {
-        let tcp_port = match s.connect.get_socket() {
-            None if !s.connect.get_host().starts_with('/') => Some(s.connect.get_port()),
-            _ => None,
-        };
+        let tcp = s.connect.get_socket().is_none() && !s.connect.get_host().starts_with('/');
         let options = PgPoolOptions::new()
             .max_connections(s.max_connections)
             .acquire_timeout(s.acquire_timeout.max(s.connect_timeout))
             .after_connect(move |conn, _| {
                 let tally = tally.clone();
                 Box::pin(async move {
-                    if let Some(server_port) = tcp_port {
-                        tcp_nodelay(conn, server_port, &tally).await;
+                    if tcp {
+                        tcp_nodelay(conn, &tally).await;
                     }
                     Ok(())
                 })
@@ -147,9 +156,13 @@ impl Plugin for Timescale {
         match refused.first() {
             None => Ok(()),
             Some((i, reason)) => Err(PluginError::permanent(format!(
-                "{} of {} records refused (the others are stored); record {i}: {reason}",
+                "{} of {} records refused (the others are stored); the first, id `{}`: {reason}",
                 refused.len(),
-                batch.len()
+                batch.len(),
+                batch
+                    .get(*i as usize)
+                    .map(|r| r.id.as_str())
+                    .unwrap_or_default()
             ))
             .with_bad_records(refused.iter().map(|(i, _)| *i))),
         }

@@ -25,6 +25,7 @@
 //! alone; every other row is written. A connection error at any point is returned as is: the
 //! host retries the whole batch, and rows already written are ignored then (same id and time).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,6 +46,8 @@ pub struct Writer {
     /// The fallback when the fast one meets a unique violation: the same with `ON CONFLICT DO
     /// NOTHING`.
     upsert_sql: Arc<str>,
+    /// The dedupe window in nanoseconds (0: only the same id and time is a repeat).
+    window_ns: i64,
 }
 
 /// A refused record: its index in the batch and why.
@@ -71,6 +74,9 @@ impl Writer {
             pool,
             insert_sql: Arc::from(insert_sql),
             upsert_sql: Arc::from(upsert_sql),
+            window_ns: dedupe_window
+                .map(|w| i64::try_from(w.as_nanos()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
         }
     }
 
@@ -85,6 +91,7 @@ impl Writer {
                 Err(reason) => refused.push((i as u32, reason)),
             }
         }
+        let good = self.without_repeats(batch, good);
         let mut inserted = 0;
         if good.is_empty() {
             return Ok((0, refused));
@@ -118,6 +125,31 @@ impl Writer {
         }
         refused.sort_by_key(|(i, _)| *i);
         Ok((inserted, refused))
+    }
+
+    /// Leaves out a record whose id came earlier in the same call with a time at most the
+    /// dedupe window before its own: the statement's probe sees only rows stored before it, and
+    /// one call can hold a record and its redelivery (the host hands a busy instance several
+    /// queued batches at once, and a redelivered record sent without a timestamp has a later
+    /// receive time).
+    fn without_repeats(&self, batch: &[Record], good: Vec<u32>) -> Vec<u32> {
+        let mut seen: HashMap<&str, Vec<i64>> = HashMap::with_capacity(good.len());
+        let mut kept = Vec::with_capacity(good.len());
+        for i in good {
+            let Some(r) = batch.get(i as usize) else {
+                continue;
+            };
+            let ts = r.timestamp_ns;
+            let earlier = seen.entry(r.id.as_str()).or_default();
+            let repeat = earlier
+                .iter()
+                .any(|&t| t <= ts && t >= ts.saturating_sub(self.window_ns));
+            if !repeat {
+                earlier.push(ts);
+                kept.push(i);
+            }
+        }
+        kept
     }
 
     /// One statement for the records of `batch` at `indices`.

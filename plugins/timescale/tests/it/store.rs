@@ -128,6 +128,17 @@ fn redeliveries_with_a_later_time_are_recognised_within_the_dedupe_window() {
     // An earlier time is never taken for a redelivery (ids are unique per producer).
     h.handle_batch(&later(-minute)).expect("earlier");
     assert_eq!(count(&h), 300);
+    // A record and its redelivery in the same call (the host coalesces queued batches): the
+    // statement's probe cannot see the first, the writer leaves the second out.
+    let fresh = records(1000, 50);
+    let mut both = fresh.clone();
+    both.extend(fresh.iter().cloned().map(|mut r| {
+        r.timestamp_ns += 2 * minute;
+        r
+    }));
+    h.handle_batch(&both)
+        .expect("record and redelivery together");
+    assert_eq!(count(&h), 350, "one row per record of the same call");
     h.shutdown().expect("shutdown");
 
     let db = TestDb::new();
