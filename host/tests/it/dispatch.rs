@@ -238,6 +238,9 @@ async fn stop_retrying_releases_dispatch_and_abandons_unaccepted_batches() {
     ));
     let mut opts = options();
     opts.channel_capacity = 1;
+    // One batch (3 records) per call: the worker must not take the queued batches into the call
+    // it keeps retrying, or the channel would empty and dispatch would not be held back.
+    opts.coalesce_max_records = 3;
     let (engine, _done) = Engine::start(&config, opts).expect("engine");
     std::fs::write(&flag, "").expect("flag");
     let feeder = engine.clone();
