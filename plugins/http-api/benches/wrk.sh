@@ -3,13 +3,16 @@
 #
 # Usage: plugins/http-api/benches/wrk.sh [ROWS]        (default 10000000)
 #   env: DURATION (default 20s), CONNECTIONS (default 32), PORT (default 18080),
-#        KEEP=1 keeps the database (logrelay_bench_http) and skips generation when it is full.
+#        KEEP=1 keeps the database (logrelay_bench_http) and skips generation when it is full,
+#        STORE_URL the store's connection URL (default postgres://postgres@127.0.0.1:5432/$DB;
+#        for example add ?sslmode=disable, or use host=/var/run/postgresql for the Unix socket).
 #
 # Builds the release host and libraries, runs `logrelay run` with a plugins.toml of its own (a
 # timescale store over the database logrelay_bench_http and the http-api on 127.0.0.1:$PORT; the
 # API starts even when RabbitMQ is not reachable), fills the store's table with generate_series
 # (its indexes dropped during the load and re-created after, from their own definitions), then
-# measures `GET /logs?project=..&limit=100` and a one-hour `GET /log/by_dates`.
+# measures `GET /logs?project=..&limit=100` and a one-hour `GET /log/by_dates`, with the CPU time
+# the host and PostgreSQL spent per request (wrk shares the same cores: the figures depend on it).
 set -euo pipefail
 
 ROWS=${1:-10000000}
@@ -20,6 +23,8 @@ DB=logrelay_bench_http
 PSQL=(psql -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -U postgres)
 ROOT=$(cd "$(dirname "$0")/../../.." && pwd)
 cd "$ROOT"
+. scripts/cpu.sh
+STORE_URL=${STORE_URL:-postgres://postgres@127.0.0.1:5432/$DB}
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 cargo build --release -q -p logrelay -p logrelay-timescale -p logrelay-http-api
@@ -35,7 +40,7 @@ cat >"$TMP/plugins.toml" <<TOML
 [plugins.store]
 type = "timescale"
 [plugins.store.config]
-url = "postgres://postgres@127.0.0.1:5432/$DB"
+url = "$STORE_URL"
 max_connections = 8
 message_index = "off"
 
@@ -103,5 +108,11 @@ curl -sf "$BASE/logs?project=p7&limit=100" | head -c 300; echo
 curl -sf "$BASE/log/by_dates?from=$FROM&to=$TO" | head -c 300; echo
 for path in "/logs?project=p7&limit=100" "/log/by_dates?from=$FROM&to=$TO"; do
     echo "== GET $path (wrk -t2 -c$CONNECTIONS -d$DURATION)"
-    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$BASE$path" | grep -E "Requests/sec|Latency|50%|90%|99%|Non-2xx|Socket errors"
+    host0=$(cpu_of_pid $HOST); pg0=$(cpu_of postgres)
+    wrk -t2 -c"$CONNECTIONS" -d"$DURATION" --latency "$BASE$path" >"$TMP/wrk.out"
+    host1=$(cpu_of_pid $HOST); pg1=$(cpu_of postgres)
+    grep -E "Requests/sec|Latency|50%|90%|99%|Non-2xx|Socket errors" "$TMP/wrk.out"
+    n=$(awk '/requests in/ {print $1}' "$TMP/wrk.out")
+    printf '    CPU per request: host %.3f ms, PostgreSQL %.3f ms (%s requests)\n' \
+        "$(echo "($host1 - $host0) * 1000 / $n" | bc -l)" "$(echo "($pg1 - $pg0) * 1000 / $n" | bc -l)" "$n"
 done

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
 use logrelay_plugin_api::{Level, Record};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sqlx::postgres::{PgRow, PgTypeInfo};
 use sqlx::{
@@ -20,6 +19,7 @@ use sqlx::{
 
 use crate::config::Settings;
 use crate::error::{TimescaleError, is_connection_error};
+use crate::out::{self, COLUMNS};
 use crate::schema::{self, SchemaInfo};
 use crate::write::{Writer, check_record};
 use crate::{nodelay, retention};
@@ -53,9 +53,6 @@ pub struct Api {
     nodelay: Arc<nodelay::Tally>,
 }
 
-const COLUMNS: &str = "id, ts, level, project, module, message, attributes::text";
-type RowTuple = (String, DateTime<Utc>, i16, String, String, String, String);
-
 impl Api {
     /// The API over a connected, migrated store.
     pub fn new(
@@ -81,7 +78,7 @@ impl Api {
         let answer = match method {
             // The hot path of the HTTP API: serialized straight to text, no `Value` tree.
             "query" => return self.query(parse(method, body)?).await,
-            "get" => self.get(parse(method, body)?).await?,
+            "get" => return self.get(parse(method, body)?).await,
             "add" => self.add(parse(method, body)?).await?,
             "update" => self.update(parse(method, body)?).await?,
             "delete" => self.delete(parse(method, body)?).await?,
@@ -147,29 +144,28 @@ impl Api {
         }
         qb.push(" ORDER BY ts DESC, id DESC LIMIT ")
             .push_bind(i64::from(limit) + 1);
-        let mut rows: Vec<RowTuple> = qb
-            .build_query_as()
+        let mut rows = qb
+            .build()
             .fetch_all(&self.pool)
             .await
             .map_err(rejected("query"))?;
         let next = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
-            rows.last().map(|r| encode_cursor(r.1, &r.0))
+            match rows.last() {
+                Some(row) => {
+                    let (ts, id) = out::key(row)?;
+                    Some(encode_cursor(ts, id))
+                }
+                None => None,
+            }
         } else {
             None
         };
-        let records = rows
-            .into_iter()
-            .map(out_record)
-            .collect::<Result<Vec<_>, _>>()?;
-        serde_json::to_string(&Page { records, next }).map_err(|e| TimescaleError::Db {
-            what: "writing a page",
-            source: sqlx::Error::Decode(Box::new(e)),
-        })
+        out::page(&rows, next.as_deref())
     }
 
-    async fn get(&self, b: IdBody) -> Result<Value, TimescaleError> {
-        let row: Option<RowTuple> = sqlx::query_as(AssertSqlSafe(format!(
+    async fn get(&self, b: IdBody) -> Result<String, TimescaleError> {
+        let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM {} WHERE id = $1 ORDER BY ts DESC LIMIT 1",
             self.table
         )))
@@ -178,7 +174,7 @@ impl Api {
         .await
         .map_err(rejected("get"))?;
         match row {
-            Some(row) => Ok(serde_json::to_value(out_record(row)?).unwrap_or(Value::Null)),
+            Some(row) => out::record(&row),
             None => Err(TimescaleError::NotFound(format!(
                 "no record with id `{}`",
                 b.id
@@ -339,7 +335,7 @@ impl Api {
         for (gl, gp, gm, level, project, module, n, oldest, newest) in rows {
             match (gl, gp, gm) {
                 (0, _, _) => {
-                    by_level.insert(level_name(level.unwrap_or(-1)), n);
+                    by_level.insert(out::level_name(level.unwrap_or(-1)).into_owned(), n);
                 }
                 (_, 0, _) => {
                     by_project.insert(project.unwrap_or_default(), n);
@@ -773,51 +769,6 @@ fn no_nul(field: &str, value: &str) -> Result<(), TimescaleError> {
         )))
     } else {
         Ok(())
-    }
-}
-
-/// The answer of `query`.
-#[derive(Serialize)]
-struct Page {
-    records: Vec<OutRecord>,
-    next: Option<String>,
-}
-
-/// A stored record as returned by `query` and `get`.
-#[derive(Debug, Serialize)]
-struct OutRecord {
-    id: String,
-    timestamp: String,
-    timestamp_ns: i64,
-    level: String,
-    project: String,
-    module: String,
-    message: String,
-    attributes: Box<RawValue>,
-}
-
-fn out_record(r: RowTuple) -> Result<OutRecord, TimescaleError> {
-    let (id, ts, level, project, module, message, attributes) = r;
-    let attributes = RawValue::from_string(attributes).map_err(|e| TimescaleError::Db {
-        what: "reading attributes",
-        source: sqlx::Error::Decode(Box::new(e)),
-    })?;
-    Ok(OutRecord {
-        id,
-        timestamp: rfc3339(ts),
-        timestamp_ns: ts.timestamp_nanos_opt().unwrap_or(0),
-        level: level_name(level),
-        project,
-        module,
-        message,
-        attributes,
-    })
-}
-
-fn level_name(level: i16) -> String {
-    match u8::try_from(level) {
-        Ok(l) if l <= 5 => Level(l).name().to_owned(),
-        _ => level.to_string(),
     }
 }
 

@@ -8,6 +8,7 @@ mod api;
 mod config;
 mod error;
 mod nodelay;
+mod out;
 mod retention;
 mod schema;
 mod timescale;
