@@ -1,23 +1,27 @@
-//! Writes: one `INSERT ... SELECT FROM UNNEST(...)` per batch.
+//! Writes: one binary `COPY` per batch, after a probe for records already stored.
 //!
-//! A redelivered record is dropped by the primary key (id, ts) when it carries its own time.
+//! A redelivered record is recognised by the primary key (id, ts) when it carries its own time.
 //! A record sent without a time gets its receive time, so its redelivery has a later one: a
-//! probe of the primary key (its leading column is `id`, so one index descent) drops it too
+//! probe of the primary key (its leading column is `id`, so one index descent) finds it too
 //! when the stored copy is at most `dedupe_window` older. The probe is a `LATERAL ... LIMIT 1`
-//! join rather than `NOT EXISTS`: an anti-join can be planned as a hash join that reads the
+//! join rather than `EXISTS`: a semi- or anti-join can be planned as a hash join that reads the
 //! whole table on every batch (measured: a 200,000-row load fell from 26,000 to 9,500 rows/s
 //! once the planner's statistics said the table was large); a lateral subquery cannot be.
+//! Without a window there is no probe: the key alone is the check.
 //!
-//! The statement is a plain insert of the rows the probe does not find; only when it meets a
-//! unique violation (another host wrote the same record meanwhile, or a batch holds a record
-//! twice) is it run again with `ON CONFLICT DO NOTHING`, which costs about 40% more per row
-//! (measured: 26,000 rows/s with it on every batch, 37,000 without).
+//! The records the probe does not find go in by `COPY ... FROM STDIN (FORMAT binary)`, encoded
+//! here. `COPY` fills heap pages many rows at a time with one WAL record per page, where an
+//! `INSERT ... SELECT FROM UNNEST` (this writer's statement until session 4) inserts row by row:
+//! 200,000-row loads in batches of 1000 went from 88,000 to 91,000 rows/s with the probe and to
+//! 103,000 without it, against 120,000 for one raw `COPY` stream (BENCHMARKS.md). When the
+//! `COPY` meets a unique violation (no probe, a race with another writer, a batch holding the
+//! same (id, time) twice at microsecond precision), the part is written by the `INSERT ... ON
+//! CONFLICT DO NOTHING` statement instead, with the probe; `COPY` cannot skip conflicting rows.
 //!
 //! Tried and measured slower here: splitting a batch into two parts written at once (17,600
 //! against 26,500-29,800 rows/s on 2 cores: both parts insert into the same right-hand index
-//! pages); the probe followed by a `COPY` of the rest (11,500 rows/s; likely cause, not
-//! verified: sqlx 0.9 does not set TCP_NODELAY, so the small CopyDone written after the data
-//! waits for a delayed ACK on every batch).
+//! pages). A `COPY` was also slower (11,500 rows/s) while sqlx left Nagle's algorithm on: the
+//! small CopyDone waited for a delayed ACK on every batch (see `nodelay.rs`).
 //!
 //! Records PostgreSQL cannot store are found before writing (NUL bytes in text, attributes
 //! that are not a JSON object). When the server still refuses the batch for a value (a data
@@ -32,7 +36,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use logrelay_plugin_api::Record;
 use serde::de::IgnoredAny;
-use sqlx::{AssertSqlSafe, PgPool};
+use sqlx::{AssertSqlSafe, PgConnection, PgPool};
 
 use crate::config::interval_sql;
 use crate::error::{TimescaleError, is_data_error, sqlstate};
@@ -41,10 +45,13 @@ use crate::error::{TimescaleError, is_data_error, sqlstate};
 #[derive(Debug, Clone)]
 pub struct Writer {
     pool: PgPool,
-    /// The fast statement: a plain insert of the rows the probe does not find.
-    insert_sql: Arc<str>,
-    /// The fallback when the fast one meets a unique violation: the same with `ON CONFLICT DO
-    /// NOTHING`.
+    /// The probe: the ordinals (from 1) of the given `(id, ts)` pairs already stored within the
+    /// dedupe window; none without a window (the primary key is the probe then).
+    probe_sql: Option<Arc<str>>,
+    /// The write: `COPY ... FROM STDIN (FORMAT binary)`.
+    copy_sql: Arc<str>,
+    /// The fallback when the `COPY` meets a unique violation: `INSERT ... SELECT FROM UNNEST
+    /// ... ON CONFLICT DO NOTHING`, with the probe.
     upsert_sql: Arc<str>,
     /// The dedupe window in nanoseconds (0: only the same id and time is a repeat).
     window_ns: i64,
@@ -60,19 +67,29 @@ impl Writer {
             Some(window) => format!("l.ts <= u.ts AND l.ts >= u.ts - {}", interval_sql(window)),
             None => "l.ts = u.ts".to_owned(),
         };
-        let insert_sql = format!(
+        let probe_sql = format!(
+            "SELECT u.i FROM UNNEST($1::text[], $2::timestamptz[]) WITH ORDINALITY AS u(id, ts, i)
+             CROSS JOIN LATERAL (SELECT 1 FROM {table} l
+                 WHERE l.id = u.id AND {earlier} LIMIT 1) d"
+        );
+        let copy_sql = format!(
+            "COPY {table} (id, ts, level, project, module, message, attributes) \
+             FROM STDIN (FORMAT binary)"
+        );
+        let upsert_sql = format!(
             "INSERT INTO {table} (id, ts, level, project, module, message, attributes)
              SELECT u.id, u.ts, u.level, u.project, u.module, u.message, u.attributes::jsonb
              FROM UNNEST($1::text[], $2::timestamptz[], $3::int2[], $4::text[], $5::text[], $6::text[], $7::text[])
                   AS u(id, ts, level, project, module, message, attributes)
              LEFT JOIN LATERAL (SELECT 1 AS stored FROM {table} l
                  WHERE l.id = u.id AND {earlier} LIMIT 1) d ON TRUE
-             WHERE d.stored IS NULL"
+             WHERE d.stored IS NULL
+             ON CONFLICT DO NOTHING"
         );
-        let upsert_sql = format!("{insert_sql}\n             ON CONFLICT DO NOTHING");
         Writer {
             pool,
-            insert_sql: Arc::from(insert_sql),
+            probe_sql: dedupe_window.map(|_| Arc::from(probe_sql)),
+            copy_sql: Arc::from(copy_sql),
             upsert_sql: Arc::from(upsert_sql),
             window_ns: dedupe_window
                 .map(|w| i64::try_from(w.as_nanos()).unwrap_or(i64::MAX))
@@ -152,8 +169,79 @@ impl Writer {
         kept
     }
 
-    /// One statement for the records of `batch` at `indices`.
+    /// Writes the records of `batch` at `indices`: the probe, then one `COPY` of the records it
+    /// did not find; the `ON CONFLICT DO NOTHING` statement instead when the `COPY` meets a
+    /// unique violation.
     async fn insert(&self, batch: &[Record], indices: &[u32]) -> Result<u64, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let fresh = match &self.probe_sql {
+            Some(sql) => unstored(&mut conn, sql, batch, indices).await?,
+            // Only the same (id, time) is a repeat: the primary key finds it, failing the `COPY`.
+            None => indices.to_vec(),
+        };
+        if fresh.is_empty() {
+            return Ok(0);
+        }
+        let data = copy_data(batch, &fresh);
+        match copy_in(&mut conn, &self.copy_sql, &data).await {
+            // Written by another host meanwhile (the probe cannot see rows not yet committed).
+            Err(e) if sqlstate(&e).as_deref() == Some("23505") => {
+                drop(conn);
+                self.upsert(batch, &fresh).await
+            }
+            Err(e) => {
+                if !matches!(e, sqlx::Error::Database(_)) {
+                    // The connection may be mid-COPY: do not hand it out again.
+                    conn.close_on_drop();
+                }
+                Err(e)
+            }
+            Ok(n) => Ok(n),
+        }
+    }
+}
+
+/// The records of `batch` at `indices` that are not stored yet: the primary-key probe of the
+/// module's comment (`sql`), one index descent per record.
+async fn unstored(
+    conn: &mut PgConnection,
+    sql: &Arc<str>,
+    batch: &[Record],
+    indices: &[u32],
+) -> Result<Vec<u32>, sqlx::Error> {
+    let ids: Vec<&str> = indices
+        .iter()
+        .map(|&i| batch[i as usize].id.as_str())
+        .collect();
+    let ts: Vec<DateTime<Utc>> = indices
+        .iter()
+        .map(|&i| DateTime::from_timestamp_nanos(batch[i as usize].timestamp_ns))
+        .collect();
+    let stored: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(sql.clone()))
+        .bind(&ids)
+        .bind(&ts)
+        .fetch_all(&mut *conn)
+        .await?;
+    if stored.is_empty() {
+        return Ok(indices.to_vec());
+    }
+    // Ordinals count from 1, in the order of `indices`.
+    let mut skip = vec![false; indices.len()];
+    for o in stored {
+        if let Some(s) = usize::try_from(o - 1).ok().and_then(|k| skip.get_mut(k)) {
+            *s = true;
+        }
+    }
+    Ok(indices
+        .iter()
+        .zip(skip)
+        .filter_map(|(&i, s)| (!s).then_some(i))
+        .collect())
+}
+
+impl Writer {
+    /// The fallback: one `INSERT ... ON CONFLICT DO NOTHING` for the records at `indices`.
+    async fn upsert(&self, batch: &[Record], indices: &[u32]) -> Result<u64, sqlx::Error> {
         let n = indices.len();
         let mut ids = Vec::with_capacity(n);
         let mut ts: Vec<DateTime<Utc>> = Vec::with_capacity(n);
@@ -173,25 +261,79 @@ impl Writer {
             let a = r.attributes.as_str();
             attributes.push(if a.trim().is_empty() { "{}" } else { a });
         }
-        let run = |sql: &Arc<str>| {
-            sqlx::query(AssertSqlSafe(sql.clone()))
-                .bind(&ids)
-                .bind(&ts)
-                .bind(&levels)
-                .bind(&projects)
-                .bind(&modules)
-                .bind(&messages)
-                .bind(&attributes)
-                .execute(&self.pool)
-        };
-        match run(&self.insert_sql).await {
-            // The same row twice in this batch, or written by another host meanwhile.
-            Err(e) if sqlstate(&e).as_deref() == Some("23505") => {
-                Ok(run(&self.upsert_sql).await?.rows_affected())
-            }
-            result => Ok(result?.rows_affected()),
-        }
+        Ok(sqlx::query(AssertSqlSafe(self.upsert_sql.clone()))
+            .bind(&ids)
+            .bind(&ts)
+            .bind(&levels)
+            .bind(&projects)
+            .bind(&modules)
+            .bind(&messages)
+            .bind(&attributes)
+            .execute(&self.pool)
+            .await?
+            .rows_affected())
     }
+}
+
+/// Runs a `COPY ... FROM STDIN (FORMAT binary)` with `data` on `conn`; the rows written.
+async fn copy_in(conn: &mut PgConnection, sql: &str, data: &[u8]) -> Result<u64, sqlx::Error> {
+    let mut copy = conn.copy_in_raw(sql).await?;
+    copy.send(data).await?;
+    copy.finish().await
+}
+
+/// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01T00:00:00Z).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// The records of `batch` at `indices` in PostgreSQL's binary `COPY` format: the columns of
+/// [`Writer::copy_sql`], times truncated to microseconds as sqlx encodes them (so a record
+/// written by either statement has the same primary key).
+fn copy_data(batch: &[Record], indices: &[u32]) -> Vec<u8> {
+    fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+        // Records come from RabbitMQ messages, far below 2 GiB; PostgreSQL refuses a longer
+        // value anyway (and the batch is then split down to that record).
+        let len = i32::try_from(bytes.len()).unwrap_or(i32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(bytes);
+    }
+    let size: usize = indices
+        .iter()
+        .map(|&i| {
+            let r = &batch[i as usize];
+            64 + r.id.len()
+                + r.project.len()
+                + r.module.len()
+                + r.message.len()
+                + r.attributes.len()
+        })
+        .sum();
+    let mut out = Vec::with_capacity(19 + size + 2);
+    // Signature, flags (no OIDs), header extension length.
+    out.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+    out.extend_from_slice(&0i32.to_be_bytes());
+    out.extend_from_slice(&0i32.to_be_bytes());
+    for &i in indices {
+        let r = &batch[i as usize];
+        out.extend_from_slice(&7i16.to_be_bytes());
+        field(&mut out, r.id.as_bytes());
+        // Truncated toward zero, as chrono's `num_microseconds` (what sqlx binds) does.
+        let micros = (i128::from(r.timestamp_ns) - i128::from(PG_EPOCH_MICROS) * 1_000) / 1_000;
+        let micros = i64::try_from(micros).unwrap_or(i64::MIN);
+        field(&mut out, &micros.to_be_bytes());
+        field(&mut out, &i16::from(r.level.0).to_be_bytes());
+        field(&mut out, r.project.as_bytes());
+        field(&mut out, r.module.as_bytes());
+        field(&mut out, r.message.as_bytes());
+        // jsonb's binary form: a version byte (1), then the JSON text.
+        let a = r.attributes.as_str();
+        let a = if a.trim().is_empty() { "{}" } else { a };
+        let len = i32::try_from(a.len() + 1).unwrap_or(i32::MAX);
+        out.extend_from_slice(&len.to_be_bytes());
+        out.push(1);
+        out.extend_from_slice(a.as_bytes());
+    }
+    out.extend_from_slice(&(-1i16).to_be_bytes());
+    out
 }
 
 /// What PostgreSQL would refuse, checked before writing.

@@ -94,6 +94,41 @@ fn batches_are_stored_once_even_when_redelivered() {
     h.shutdown().expect("shutdown");
 }
 
+/// With `dedupe_window = "off"` there is no probe: a redelivery fails the `COPY` on the primary
+/// key and the fallback statement writes only what is new. That statement binds times through
+/// sqlx while the `COPY` encodes them itself: both must give the same stored time, or the
+/// fallback would store a second row. Times with nanoseconds, before 2000 and before 1970
+/// check the rounding on each side of both epochs.
+#[test]
+fn without_a_window_the_key_alone_recognises_redeliveries() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("dedupe_window = \"off\"\n");
+    let mut batch = records(0, 200);
+    for (r, ts) in batch.iter_mut().zip([
+        1_700_000_000_123_456_789i64,
+        946_684_799_999_999_999, // 1999-12-31T23:59:59.999999999Z
+        900_000_000_123_456_789,
+        -1_000_000_000_987_654_321,
+        -1,
+        0,
+    ]) {
+        r.timestamp_ns = ts;
+    }
+    h.handle_batch(&batch).expect("first delivery");
+    assert_eq!(count(&h), 200);
+    h.handle_batch(&batch).expect("redelivery");
+    let mut overlapping = batch[..6].to_vec();
+    overlapping.extend(records(1000, 50));
+    h.handle_batch(&overlapping).expect("overlapping batch");
+    assert_eq!(count(&h), 250, "a redelivered record was stored twice");
+    let r = ok(&h, "get", json!({"id": "r000003"}));
+    // Stored in microseconds, truncated toward zero from PostgreSQL's epoch (2000).
+    assert_eq!(r["timestamp_ns"], -1_000_000_000_987_654_000i64);
+    assert_eq!(r["timestamp"], "1938-04-24T22:13:19.012346Z");
+    h.shutdown().expect("shutdown");
+}
+
 /// A record sent without a timestamp gets its receive time, so its redelivery carries a later
 /// one: recognised by id within `dedupe_window`, and only within it.
 #[test]
