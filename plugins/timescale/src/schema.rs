@@ -150,16 +150,18 @@ pub async fn migrate(pool: &PgPool, s: &Settings) -> Result<SchemaInfo, Timescal
     };
 
     let mut steps: Vec<(i32, String, Vec<String>)> = Vec::new();
+    // The key columns are `COLLATE "C"`: their indexes compare bytes, not locale rules (README,
+    // "Schema"). `message` keeps the database's collation for `ILIKE`.
     steps.push((
         1,
         "create table".to_owned(),
         vec![format!(
             "CREATE TABLE IF NOT EXISTS {t} (
-                id text NOT NULL,
+                id text COLLATE \"C\" NOT NULL,
                 ts timestamptz NOT NULL,
                 level smallint NOT NULL,
-                project text NOT NULL,
-                module text NOT NULL,
+                project text COLLATE \"C\" NOT NULL,
+                module text COLLATE \"C\" NOT NULL,
                 message text NOT NULL,
                 attributes jsonb NOT NULL DEFAULT '{{}}'::jsonb,
                 PRIMARY KEY (id, ts))"

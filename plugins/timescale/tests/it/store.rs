@@ -263,6 +263,22 @@ fn migrations_are_idempotent_across_restarts_and_concurrent_starts() {
         Some(4),
         "{first}"
     );
+    // The key columns compare bytewise whatever the database's collation (schema.rs, step 1).
+    let collations = ok(
+        &h,
+        "sql",
+        json!({"query": "SELECT column_name::text, collation_name::text FROM information_schema.columns
+                         WHERE table_name = 'logs' AND data_type = 'text' ORDER BY column_name"}),
+    );
+    assert_eq!(
+        collations["rows"],
+        json!([
+            ["id", "C"],
+            ["message", null],
+            ["module", "C"],
+            ["project", "C"]
+        ])
+    );
     h.handle_batch(&records(0, 10)).expect("write");
     h.shutdown().expect("shutdown");
     drop(h);
