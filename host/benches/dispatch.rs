@@ -59,10 +59,8 @@ fn main() {
     )
     .expect("config");
     let options = EngineOptions {
-        channel_capacity: 4,
-        call_timeout: Duration::from_secs(30),
         retry_max: Duration::from_millis(100),
-        coalesce_max_records: 5000,
+        ..EngineOptions::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)

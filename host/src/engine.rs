@@ -452,6 +452,19 @@ pub struct EngineOptions {
     pub coalesce_max_records: usize,
 }
 
+/// The settings' defaults (`LOGRELAY_CHANNEL_CAPACITY` and so on).
+impl Default for EngineOptions {
+    fn default() -> Self {
+        use crate::config::settings::defaults;
+        EngineOptions {
+            channel_capacity: defaults::CHANNEL_CAPACITY,
+            call_timeout: Duration::from_millis(defaults::CALL_TIMEOUT_MS),
+            retry_max: Duration::from_millis(defaults::RETRY_MAX_MS),
+            coalesce_max_records: defaults::COALESCE_MAX_RECORDS,
+        }
+    }
+}
+
 impl From<&Settings> for EngineOptions {
     fn from(s: &Settings) -> Self {
         EngineOptions {
@@ -1244,18 +1257,7 @@ impl Worker {
         let stats = &self.inst.stats;
         let required = self.inst.spec.delivery == Delivery::Required;
         let n = job.records().len() as u64;
-        let outcome = match outcome {
-            Outcome::Rejected(bad, reason) => {
-                Outcome::Rejected(bad.into_iter().map(|i| job.origin(i)).collect(), reason)
-            }
-            Outcome::RejectedAll(reason) => {
-                Outcome::Rejected((0..n as u32).map(|i| job.origin(i)).collect(), reason)
-            }
-            other => other,
-        };
         match outcome {
-            // Turned into `Rejected` just above.
-            Outcome::RejectedAll(_) => {}
             Outcome::Accepted => {
                 stats.batches_ok.fetch_add(1, Ordering::Relaxed);
                 stats.records_ok.fetch_add(n, Ordering::Relaxed);
@@ -1264,18 +1266,12 @@ impl Worker {
                 }
             }
             Outcome::Rejected(bad, reason) => {
-                stats.batches_failed.fetch_add(1, Ordering::Relaxed);
-                stats
-                    .records_rejected
-                    .fetch_add(bad.len() as u64, Ordering::Relaxed);
-                stats
-                    .records_ok
-                    .fetch_add(n.saturating_sub(bad.len() as u64), Ordering::Relaxed);
-                tracing::warn!(plugin = %self.inst.spec.name, records = bad.len(), reason = %reason, "Records refused.");
-                if required {
-                    self.tracker
-                        .settle(job.batch.id, self.inst.index, &bad, &reason);
-                }
+                let bad = bad.into_iter().map(|i| job.origin(i)).collect();
+                self.report_refused(job, bad, &reason);
+            }
+            Outcome::RejectedAll(reason) => {
+                let bad = (0..n as u32).map(|i| job.origin(i)).collect();
+                self.report_refused(job, bad, &reason);
             }
             Outcome::Failed(reason) => {
                 stats.batches_failed.fetch_add(1, Ordering::Relaxed);
@@ -1288,6 +1284,25 @@ impl Worker {
                     self.tracker.abandon(job.batch.id);
                 }
             }
+        }
+    }
+
+    /// Counts and settles the records of `job` the instance refused (`bad`: indices in the
+    /// dispatched batch).
+    fn report_refused(&self, job: &Job, bad: Vec<u32>, reason: &str) {
+        let stats = &self.inst.stats;
+        let n = job.records().len() as u64;
+        stats.batches_failed.fetch_add(1, Ordering::Relaxed);
+        stats
+            .records_rejected
+            .fetch_add(bad.len() as u64, Ordering::Relaxed);
+        stats
+            .records_ok
+            .fetch_add(n.saturating_sub(bad.len() as u64), Ordering::Relaxed);
+        tracing::warn!(plugin = %self.inst.spec.name, records = bad.len(), reason = %reason, "Records refused.");
+        if self.inst.spec.delivery == Delivery::Required {
+            self.tracker
+                .settle(job.batch.id, self.inst.index, &bad, reason);
         }
     }
 }

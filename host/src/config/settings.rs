@@ -264,6 +264,14 @@ pub mod defaults {
     pub const ADMIN_ADDR: &str = "127.0.0.1:9464";
     /// `LOGRELAY_LOG`.
     pub const LOG: &str = "info";
+    /// `LOGRELAY_CHANNEL_CAPACITY`.
+    pub const CHANNEL_CAPACITY: usize = 4;
+    /// `LOGRELAY_COALESCE_MAX_RECORDS`.
+    pub const COALESCE_MAX_RECORDS: usize = 5000;
+    /// `LOGRELAY_CALL_TIMEOUT_MS`.
+    pub const CALL_TIMEOUT_MS: u64 = 30_000;
+    /// `LOGRELAY_RETRY_MAX_MS`.
+    pub const RETRY_MAX_MS: u64 = 30_000;
 }
 
 impl Settings {
@@ -351,16 +359,31 @@ impl Settings {
                 64,
                 128 * 1024 * 1024,
             ),
-            channel_capacity: nonzero(r.number("LOGRELAY_CHANNEL_CAPACITY", 4, 1, 1024)),
+            channel_capacity: nonzero(r.number(
+                "LOGRELAY_CHANNEL_CAPACITY",
+                defaults::CHANNEL_CAPACITY,
+                1,
+                1024,
+            )),
             coalesce_max_records: nonzero(r.number(
                 "LOGRELAY_COALESCE_MAX_RECORDS",
-                5000,
+                defaults::COALESCE_MAX_RECORDS,
                 1,
                 1_000_000,
             )),
-            call_timeout: r.millis("LOGRELAY_CALL_TIMEOUT_MS", 30_000, 10, 3_600_000),
+            call_timeout: r.millis(
+                "LOGRELAY_CALL_TIMEOUT_MS",
+                defaults::CALL_TIMEOUT_MS,
+                10,
+                3_600_000,
+            ),
             shutdown_timeout: r.millis("LOGRELAY_SHUTDOWN_TIMEOUT_MS", 10_000, 0, 3_600_000),
-            retry_max: r.millis("LOGRELAY_RETRY_MAX_MS", 30_000, 10, 3_600_000),
+            retry_max: r.millis(
+                "LOGRELAY_RETRY_MAX_MS",
+                defaults::RETRY_MAX_MS,
+                10,
+                3_600_000,
+            ),
             healthcheck_interval: r.millis(
                 "LOGRELAY_HEALTHCHECK_INTERVAL_MS",
                 10_000,

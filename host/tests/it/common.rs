@@ -82,10 +82,8 @@ pub fn parse_config(text: &str) -> PluginsConfig {
 
 pub fn options() -> EngineOptions {
     EngineOptions {
-        channel_capacity: 4,
-        call_timeout: Duration::from_secs(30),
         retry_max: Duration::from_millis(200),
-        coalesce_max_records: 5000,
+        ..EngineOptions::default()
     }
 }
 

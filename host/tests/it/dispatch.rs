@@ -388,6 +388,45 @@ async fn a_bad_reload_is_refused_and_the_running_set_stays() {
     engine.shutdown(Instant::now() + Duration::from_secs(5));
 }
 
+/// Room for five batches of 10 in each instance's queue, calls of up to 25 records.
+fn coalescing_options() -> logrelay::engine::EngineOptions {
+    let mut opts = options();
+    opts.channel_capacity = 8;
+    opts.coalesce_max_records = 25;
+    opts
+}
+
+/// Dispatches batches `a` to `e` of 10 records each, the last four while the instances are in
+/// their first call (fixtures with `sleep_ms = 300`), and waits for all five to complete. Gives
+/// each tag, its record ids and its completion, in dispatch order.
+async fn behind_a_busy_call(
+    engine: &Engine,
+    done: &mut UnboundedReceiver<Completed>,
+) -> Vec<(&'static str, Vec<String>, Completed)> {
+    let mut sent = Vec::new();
+    for (n, tag) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
+        let (b, ids) = unique_batch(engine, tag, 10);
+        sent.push((b.id, tag, ids));
+        engine.dispatch(b).await;
+        if n == 0 {
+            // The workers are now in their first call; the next four batches queue behind it.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut completed = Vec::new();
+    for _ in 0..sent.len() {
+        completed.push(next(done).await);
+    }
+    completed.sort_by_key(|c| c.batch.id);
+    sent.into_iter()
+        .zip(completed)
+        .map(|((id, tag, ids), c)| {
+            assert_eq!(c.batch.id, id, "one completion per dispatched batch");
+            (tag, ids, c)
+        })
+        .collect()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_busy_instance_gets_queued_batches_in_one_call_and_each_settles_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -403,34 +442,18 @@ route = {{ projects = ["p1"] }}
 config = {{ sleep_ms = 300, reject_on = "4", record_to = {p1:?} }}
 "#
     ));
-    let mut opts = options();
-    opts.channel_capacity = 8;
-    opts.coalesce_max_records = 25;
-    let (engine, mut done) = Engine::start(&config, opts).expect("engine");
-    let mut expected_all = Vec::new();
-    let mut batch_ids = Vec::new();
-    for (n, tag) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
-        let (b, ids) = unique_batch(&engine, tag, 10);
-        batch_ids.push(b.id);
-        expected_all.extend(
-            ids.into_iter()
+    let (engine, mut done) = Engine::start(&config, coalescing_options()).expect("engine");
+    let completed = behind_a_busy_call(&engine, &mut done).await;
+    let expected_all: Vec<String> = completed
+        .iter()
+        .flat_map(|(_, ids, _)| {
+            ids.iter()
                 .enumerate()
                 .filter(|(i, _)| *i != 7)
-                .map(|(_, id)| id),
-        );
-        engine.dispatch(b).await;
-        if n == 0 {
-            // Both workers are now in their first call; the next four batches queue behind it.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let mut completed = Vec::new();
-    for _ in 0..5 {
-        completed.push(next(&mut done).await);
-    }
-    completed.sort_by_key(|c| c.batch.id);
-    for (c, id) in completed.iter().zip(&batch_ids) {
-        assert_eq!(c.batch.id, *id);
+                .map(|(_, id)| id.clone())
+        })
+        .collect();
+    for (_, _, c) in &completed {
         // Each batch gets back exactly its own refusals, in its own indices: record 4 (the 2nd
         // of the 3 records `p1` was given from each batch) and record 7.
         let failed: Vec<(u32, bool)> = c
@@ -480,27 +503,9 @@ async fn a_coalesced_call_refused_as_a_whole_is_retried_batch_by_batch() {
     let config = parse_config(&format!(
         "[plugins.strict]\ntype = \"fixture\"\nconfig = {{ sleep_ms = 300, refuse_batch_with_id = \"c-3\", record_to = {ids:?} }}\n"
     ));
-    let mut opts = options();
-    opts.channel_capacity = 8;
-    opts.coalesce_max_records = 25;
-    let (engine, mut done) = Engine::start(&config, opts).expect("engine");
-    let mut tags = Vec::new();
-    for (n, tag) in ["a", "b", "c", "d", "e"].into_iter().enumerate() {
-        let (b, _) = unique_batch(&engine, tag, 10);
-        tags.push((b.id, tag));
-        engine.dispatch(b).await;
-        if n == 0 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let mut completed = Vec::new();
-    for _ in 0..5 {
-        completed.push(next(&mut done).await);
-    }
-    completed.sort_by_key(|c| c.batch.id);
-    for (c, (id, tag)) in completed.iter().zip(&tags) {
-        assert_eq!(c.batch.id, *id);
-        if *tag == "c" {
+    let (engine, mut done) = Engine::start(&config, coalescing_options()).expect("engine");
+    for (tag, _, c) in behind_a_busy_call(&engine, &mut done).await {
+        if tag == "c" {
             assert_eq!(c.failed.len(), 10, "{:?}", c.failed);
             assert!(
                 c.failed[0].1.contains("refused by `strict`"),

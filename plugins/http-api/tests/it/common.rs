@@ -131,7 +131,7 @@ pub fn start_engine(
             channel_capacity: 8,
             call_timeout: Duration::from_secs(60),
             retry_max: Duration::from_millis(200),
-            coalesce_max_records: 5000,
+            ..EngineOptions::default()
         },
     )
 }

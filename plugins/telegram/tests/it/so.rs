@@ -57,10 +57,8 @@ chats = [42]
         let (engine, _done) = Engine::start(
             &config,
             EngineOptions {
-                channel_capacity: 4,
-                call_timeout: Duration::from_secs(30),
                 retry_max: Duration::from_millis(200),
-                coalesce_max_records: 5000,
+                ..EngineOptions::default()
             },
         )
         .expect("engine starts");

@@ -30,10 +30,8 @@ async fn the_library_loads_and_stores_through_the_engine() {
     )
     .unwrap_or_else(|p| panic!("config refused: {p:?}"));
     let options = EngineOptions {
-        channel_capacity: 4,
-        call_timeout: Duration::from_secs(30),
         retry_max: Duration::from_millis(200),
-        coalesce_max_records: 5000,
+        ..EngineOptions::default()
     };
     let (engine, mut done) = Engine::start(&config, options).expect("engine starts");
     let mut batch = records(0, 50);
