@@ -76,6 +76,7 @@ fn main() {
             .map(|_| Batch {
                 id: engine.next_batch_id(),
                 records: template.clone(),
+                flags: Vec::new(),
                 deliveries: vec![DeliveryRef {
                     generation: 1,
                     tag: 1,

@@ -111,7 +111,7 @@ use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
 
-use logrelay_plugin_api::{Level, Record};
+use logrelay_plugin_api::{Level, Record, RecordFlags};
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
@@ -156,6 +156,9 @@ pub struct Decoded {
     pub records: Vec<Record>,
     /// The element each record came from: `indices[i]` is the element of `records[i]`.
     pub indices: Vec<usize>,
+    /// What the record does not say itself: `flags[i]` is for `records[i]`
+    /// ([`RecordFlags::RECEIVE_TIME`] when it got the receive time).
+    pub flags: Vec<RecordFlags>,
     /// The elements that could not be decoded, in order.
     pub bad: Vec<BadElement>,
 }
@@ -203,6 +206,7 @@ impl Decoded {
     fn bad_whole(&mut self, len: usize, reason: String) {
         self.records.clear();
         self.indices.clear();
+        self.flags.clear();
         self.bad.clear();
         self.bad.push(BadElement {
             index: None,
@@ -213,9 +217,10 @@ impl Decoded {
 
     fn push(&mut self, outcome: Outcome, index: usize, span: Range<usize>, what: &str) {
         match outcome {
-            Outcome::Record(record) => {
+            Outcome::Record(record, flags) => {
                 self.records.push(record);
                 self.indices.push(index);
+                self.flags.push(flags);
             }
             Outcome::Bad(reason) => self.bad.push(BadElement {
                 index: Some(index),
@@ -360,7 +365,7 @@ enum Item {
 
 /// What one element decoded into.
 enum Outcome {
-    Record(Record),
+    Record(Record, RecordFlags),
     Bad(String),
     NotObject(&'static str),
 }
@@ -601,7 +606,7 @@ impl Decoder<'_, '_> {
                 self.decode_lines(std::iter::once(line2).chain(lines), 1, scratch, out);
             }
             Err(e1) => match self.parse(line2.2, scratch, 1) {
-                Ok(outcome @ (Outcome::Record(_) | Outcome::Bad(_))) => {
+                Ok(outcome @ (Outcome::Record(..) | Outcome::Bad(_))) => {
                     out.bad.push(BadElement {
                         index: Some(0),
                         span: trimmed_span(line1.2, line1.1),
@@ -639,9 +644,10 @@ impl Decoder<'_, '_> {
 
     fn push_single(&self, outcome: Outcome, len: usize, out: &mut Decoded) {
         match outcome {
-            Outcome::Record(record) => {
+            Outcome::Record(record, flags) => {
                 out.records.push(record);
                 out.indices.push(0);
+                out.flags.push(flags);
             }
             Outcome::Bad(reason) => out.bad_whole(len, reason),
             Outcome::NotObject(kind) => out.bad_whole(
@@ -698,15 +704,19 @@ impl Decoder<'_, '_> {
     fn finish(&self, item: Item, scratch: &mut Scratch<'_>, index: usize) -> Outcome {
         match item {
             Item::Object => match self.build(scratch, index) {
-                Ok(record) => Outcome::Record(record),
+                Ok((record, flags)) => Outcome::Record(record, flags),
                 Err(reason) => Outcome::Bad(reason),
             },
             Item::Other(kind) => Outcome::NotObject(kind),
         }
     }
 
-    /// Builds the record of the object in the scratch.
-    fn build(&self, scratch: &mut Scratch<'_>, index: usize) -> Result<Record, String> {
+    /// Builds the record of the object in the scratch, with what it does not say itself.
+    fn build(
+        &self,
+        scratch: &mut Scratch<'_>,
+        index: usize,
+    ) -> Result<(Record, RecordFlags), String> {
         let Scratch {
             slots,
             attrs,
@@ -719,6 +729,10 @@ impl Decoder<'_, '_> {
                 None
             }
             Some(slot) => errors.check(string_field(&slot.entry)),
+        };
+        let flags = match (&slots.timestamp, self.ctx.amqp_timestamp_ns) {
+            (None, None) => RecordFlags::RECEIVE_TIME,
+            _ => RecordFlags::NONE,
         };
         let timestamp_ns = match &slots.timestamp {
             None => Some(self.ctx.amqp_timestamp_ns.unwrap_or(self.ctx.received_ns)),
@@ -754,10 +768,11 @@ impl Decoder<'_, '_> {
                 Some(id),
             ) if errors.0.is_empty() => {
                 let record = Record::new(id, timestamp_ns, level, project, module, message);
-                Ok(match attributes(attrs, *out_of_order) {
+                let record = match attributes(attrs, *out_of_order) {
                     Some(json) => record.with_attributes(json),
                     None => record,
-                })
+                };
+                Ok((record, flags))
             }
             _ => Err(errors.0),
         }
@@ -1908,6 +1923,27 @@ mod tests {
             one_with(r#"{"message":"m","ts":1}"#, &c).timestamp_ns,
             1_000_000_000
         );
+    }
+
+    /// Only a record given the receive time is flagged so; flags match the records one for one,
+    /// in arrays and lines too, and are dropped with the records of a message bad as a whole.
+    #[test]
+    fn flags_say_which_records_got_the_receive_time() {
+        use logrelay_plugin_api::RecordFlags as F;
+        let d = decode_str(r#"[{"message":"a"},{"message":"b","ts":1},{"message":"c"}]"#);
+        assert_eq!(d.flags, vec![F::RECEIVE_TIME, F::NONE, F::RECEIVE_TIME]);
+        let d = decode_str("{\"message\":\"a\",\"ts\":1}\n{\"message\":\"b\"}\n");
+        assert_eq!(d.flags, vec![F::NONE, F::RECEIVE_TIME]);
+        let mut c = ctx();
+        c.amqp_timestamp_ns = Some(AMQP);
+        let d = decode(br#"[{"message":"a"},{"message":"b","ts":1}]"#, &c);
+        assert_eq!(d.flags, vec![F::NONE, F::NONE]);
+        // A bad element leaves no flag behind; a message bad as a whole leaves none at all.
+        let d = decode_str(r#"[{"message":"a"},{"nomessage":1},{"message":"c","ts":2}]"#);
+        assert_eq!((d.records.len(), d.flags.len()), (2, 2));
+        assert_eq!(d.flags, vec![F::RECEIVE_TIME, F::NONE]);
+        let d = decode_str(r#"{"message":"a"} trailing"#);
+        assert!(d.records.is_empty() && d.flags.is_empty());
     }
 
     // ---- level ----

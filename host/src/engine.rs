@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RSlice;
 use logrelay_plugin_api::abi::PluginBox;
-use logrelay_plugin_api::{ErrorKind, PluginError, Record};
+use logrelay_plugin_api::{ErrorKind, PluginError, Record, RecordFlags};
 use tokio::sync::mpsc;
 
 use crate::config::{Delivery, InstanceSpec, PluginsConfig, Settings};
@@ -37,6 +37,9 @@ pub struct Batch {
     pub id: u64,
     /// The records, built once for every instance.
     pub records: Vec<Record>,
+    /// What the host knows about each record beyond its fields: `flags[i]` is for
+    /// `records[i]`. Empty when nothing is known (instances are then told nothing).
+    pub flags: Vec<RecordFlags>,
     /// The deliveries whose records these are.
     pub deliveries: Vec<DeliveryRef>,
 }
@@ -252,22 +255,39 @@ impl Instance {
 /// The records of a batch one instance gets.
 struct Job {
     batch: Arc<Batch>,
-    /// Indices into the batch when a route filter picked a subset, with the subset's records.
-    subset: Option<(Vec<Record>, Arc<[u32]>)>,
+    /// The part of the batch a route filter picked, when it is not all of it.
+    subset: Option<Subset>,
+}
+
+/// The records of a batch a route filter picked.
+struct Subset {
+    records: Vec<Record>,
+    /// Their flags (empty when the batch has none).
+    flags: Vec<RecordFlags>,
+    /// Their indices in the batch.
+    origin: Arc<[u32]>,
 }
 
 impl Job {
     fn records(&self) -> &[Record] {
         match &self.subset {
-            Some((records, _)) => records,
+            Some(s) => &s.records,
             None => &self.batch.records,
+        }
+    }
+
+    /// One per record of [`Job::records`], or empty when unknown.
+    fn flags(&self) -> &[RecordFlags] {
+        match &self.subset {
+            Some(s) => &s.flags,
+            None => &self.batch.flags,
         }
     }
 
     /// Maps indices into [`Job::records`] back to indices into the batch.
     fn origin(&self, i: u32) -> u32 {
         match &self.subset {
-            Some((_, idx)) => idx.get(i as usize).copied().unwrap_or(i),
+            Some(s) => s.origin.get(i as usize).copied().unwrap_or(i),
             None => i,
         }
     }
@@ -856,14 +876,25 @@ impl Engine {
                         .iter()
                         .filter_map(|i| batch.records.get(*i as usize).cloned())
                         .collect();
-                    Some((records, Arc::<[u32]>::from(idx)))
+                    let flags = if batch.flags.len() == batch.records.len() {
+                        idx.iter()
+                            .filter_map(|i| batch.flags.get(*i as usize).copied())
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    Some(Subset {
+                        records,
+                        flags,
+                        origin: Arc::from(idx),
+                    })
                 }
             };
             if batch.records.is_empty() {
                 continue;
             }
             if inst.spec.delivery == Delivery::Required {
-                waiting.push((inst.index, subset.as_ref().map(|(_, i)| i.clone())));
+                waiting.push((inst.index, subset.as_ref().map(|s| s.origin.clone())));
             } else if inst.is_disabled() {
                 continue;
             }
@@ -1121,7 +1152,7 @@ impl Worker {
             }
             match jobs.as_slice() {
                 [job] => {
-                    let outcome = self.deliver(job.records());
+                    let outcome = self.deliver(job.records(), job.flags());
                     self.report(job, outcome);
                 }
                 _ => {
@@ -1129,13 +1160,22 @@ impl Worker {
                         .iter()
                         .flat_map(|j| j.records().iter().cloned())
                         .collect();
+                    // Flags only if every batch has them: they must match the records one for one.
+                    let flags: Vec<RecordFlags> =
+                        if jobs.iter().all(|j| j.flags().len() == j.records().len()) {
+                            jobs.iter()
+                                .flat_map(|j| j.flags().iter().copied())
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
                     self.inst.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                    match self.deliver(&merged) {
+                    match self.deliver(&merged, &flags) {
                         // Refused as a whole: which batch was bad is unknown, so each is
                         // offered again alone and only the bad ones are refused.
                         Outcome::RejectedAll(_) => {
                             for job in &jobs {
-                                let outcome = self.deliver(job.records());
+                                let outcome = self.deliver(job.records(), job.flags());
                                 self.report(job, outcome);
                             }
                         }
@@ -1159,9 +1199,10 @@ impl Worker {
         )
     }
 
-    /// Calls `handle_batch` until it succeeds or fails for good. Indices in the outcome are
-    /// into `records`.
-    fn deliver(&self, records: &[Record]) -> Outcome {
+    /// Calls `handle_batch_flagged` until it succeeds or fails for good. Indices in the outcome
+    /// are into `records`. `flags` is one per record, or empty when unknown (the plugin layer
+    /// then calls the connector's `handle_batch`).
+    fn deliver(&self, records: &[Record], flags: &[RecordFlags]) -> Outcome {
         let mut attempt: u32 = 0;
         loop {
             let started = (self.epoch.elapsed().as_millis() as u64).max(1);
@@ -1170,7 +1211,7 @@ impl Worker {
             let result = self
                 .inst
                 .plugin
-                .handle_batch(RSlice::from_slice(records))
+                .handle_batch_flagged(RSlice::from_slice(records), RSlice::from_slice(flags))
                 .into_result();
             self.inst.busy_since_ms.store(0, Ordering::Release);
             self.inst.stats.call_seconds.observe(call_started.elapsed());

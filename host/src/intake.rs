@@ -20,7 +20,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
 };
-use logrelay_plugin_api::Record;
+use logrelay_plugin_api::{Record, RecordFlags};
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Settings;
@@ -101,6 +101,7 @@ impl Session {
 /// Records gathered from deliveries until the batch is full or old enough.
 struct Batcher {
     records: Vec<Record>,
+    flags: Vec<RecordFlags>,
     deliveries: Vec<DeliveryRef>,
     started: Option<Instant>,
     max_records: usize,
@@ -116,6 +117,7 @@ impl Batcher {
         Some(Batch {
             id: engine.next_batch_id(),
             records: std::mem::replace(&mut self.records, Vec::with_capacity(self.max_records)),
+            flags: std::mem::replace(&mut self.flags, Vec::with_capacity(self.max_records)),
             deliveries: std::mem::take(&mut self.deliveries),
         })
     }
@@ -327,6 +329,7 @@ pub async fn run(
     };
     let mut batcher = Batcher {
         records: Vec::with_capacity(settings.batch_max_records.get()),
+        flags: Vec::with_capacity(settings.batch_max_records.get()),
         deliveries: Vec::new(),
         started: None,
         max_records: settings.batch_max_records.get(),
@@ -530,6 +533,7 @@ async fn on_delivery(
         engine.dispatch(batch).await;
     }
     batcher.records.extend(decoded.records);
+    batcher.flags.extend(decoded.flags);
     batcher.deliveries.push(DeliveryRef {
         generation: session.generation,
         tag,

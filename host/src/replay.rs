@@ -26,6 +26,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
         .unwrap_or(0);
     let mut bad_lines = 0usize;
     let mut records = Vec::new();
+    let mut flags = Vec::new();
     let mut sent_batches = 0u64;
     let mut total = 0usize;
     let max = settings.batch_max_records.get();
@@ -50,6 +51,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
             eprintln!("{}:{}: {}", file.display(), n + 1, bad.reason);
         }
         records.extend(decoded.records);
+        flags.extend(decoded.flags);
         if records.len() >= max {
             total += records.len();
             sent_batches += 1;
@@ -57,6 +59,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
                 .dispatch(Batch {
                     id: engine.next_batch_id(),
                     records: std::mem::take(&mut records),
+                    flags: std::mem::take(&mut flags),
                     deliveries: vec![DeliveryRef {
                         generation: 0,
                         tag: sent_batches,
@@ -72,6 +75,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
             .dispatch(Batch {
                 id: engine.next_batch_id(),
                 records,
+                flags,
                 deliveries: vec![DeliveryRef {
                     generation: 0,
                     tag: sent_batches,

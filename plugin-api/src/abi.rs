@@ -309,6 +309,33 @@ pub struct Manifest {
     pub capabilities: RVec<RString>,
 }
 
+/// What the host knows about a record that the record itself does not say: a set of bits, one
+/// byte per record, given beside a batch to [`PluginObj::handle_batch_flagged`]. Bits this
+/// version does not name may be set by a later host; ignore them.
+#[repr(transparent)]
+#[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RecordFlags(pub u8);
+
+impl RecordFlags {
+    /// Nothing to say.
+    pub const NONE: RecordFlags = RecordFlags(0);
+    /// The message gave the record no time (no field and no AMQP `timestamp` property): its
+    /// timestamp is when the host received it, so a redelivery of it carries a later one.
+    /// Without this bit, a redelivered record has the same timestamp as before.
+    pub const RECEIVE_TIME: RecordFlags = RecordFlags(1);
+
+    /// Whether every bit of `other` is set.
+    pub fn contains(self, other: RecordFlags) -> bool {
+        self.0 & other.0 == other.0
+    }
+}
+
+impl fmt::Debug for RecordFlags {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RecordFlags({:#04x})", self.0)
+    }
+}
+
 /// A live connector instance, as the host sees it.
 ///
 /// Every method takes `&self` and the object is `Sync`: the host calls `handle_batch` from the
@@ -327,6 +354,18 @@ pub trait PluginObj: Send + Sync {
     /// Flushes and releases everything; called once, after the last batch.
     #[sabi(last_prefix_field)]
     fn shutdown(&self) -> RResult<(), PluginError>;
+
+    /// [`handle_batch`](PluginObj::handle_batch) with `flags[i]` for `batch[i]` (added after
+    /// 1.0.0). A plugin built before it has no such method in its vtable: the host then gets
+    /// this default body, which calls `handle_batch` without the flags.
+    fn handle_batch_flagged(
+        &self,
+        batch: RSlice<'_, Record>,
+        flags: RSlice<'_, RecordFlags>,
+    ) -> RResult<(), PluginError> {
+        let _ = flags;
+        self.handle_batch(batch)
+    }
 }
 
 /// An owned plugin instance behind the stable vtable.

@@ -21,7 +21,7 @@ use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 
 use crate::abi::{
     HostBox, Level, Manifest, PluginBox, PluginError, PluginModule, PluginModuleRef, PluginObj,
-    PluginObj_TO, Record,
+    PluginObj_TO, Record, RecordFlags,
 };
 use crate::plugin::{Context, Host, Plugin, parse_config};
 
@@ -195,6 +195,28 @@ where
 impl<P: Plugin> PluginObj for Instance<P> {
     fn handle_batch(&self, batch: RSlice<'_, Record>) -> RResult<(), PluginError> {
         match self.core() {
+            Ok(core) => self.run(
+                "handle_batch",
+                core,
+                core.plugin.handle_batch(batch.as_slice()),
+            ),
+            Err(e) => RResult::RErr(e),
+        }
+    }
+
+    fn handle_batch_flagged(
+        &self,
+        batch: RSlice<'_, Record>,
+        flags: RSlice<'_, RecordFlags>,
+    ) -> RResult<(), PluginError> {
+        match self.core() {
+            // Flags that do not match the batch one for one say nothing.
+            Ok(core) if flags.len() == batch.len() => self.run(
+                "handle_batch",
+                core,
+                core.plugin
+                    .handle_batch_flagged(batch.as_slice(), flags.as_slice()),
+            ),
             Ok(core) => self.run(
                 "handle_batch",
                 core,

@@ -83,7 +83,7 @@ pub mod testing;
 /// The version of this interface crate; plugins built against another 1.x load, others do not.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-pub use abi::{ErrorKind, Level, Manifest, PluginError, Record};
+pub use abi::{ErrorKind, Level, Manifest, PluginError, Record, RecordFlags};
 pub use plugin::{Context, Host, Plugin, parse_config};
 
 /// Items the export macro expands to; not part of the public API.

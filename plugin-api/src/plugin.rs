@@ -6,7 +6,7 @@ use std::sync::Arc;
 use abi_stable::std_types::RStr;
 use serde::de::DeserializeOwned;
 
-use crate::abi::{HostBox, PluginError, Record};
+use crate::abi::{HostBox, PluginError, Record, RecordFlags};
 
 /// A connector, written as ordinary async Rust. [`export_plugin!`](crate::export_plugin) turns it
 /// into a plugin library.
@@ -45,6 +45,19 @@ pub trait Plugin: Sized + Send + Sync + 'static {
         &self,
         batch: &[Record],
     ) -> impl Future<Output = Result<(), PluginError>> + Send;
+
+    /// [`Plugin::handle_batch`] with what the host knows about each record: `flags[i]` is for
+    /// `batch[i]` (see [`RecordFlags`]). The host calls this one; the default ignores the flags.
+    /// A connector that can use them overrides it (the timescale store skips its redelivery
+    /// probe for records that carry their own time).
+    fn handle_batch_flagged(
+        &self,
+        batch: &[Record],
+        flags: &[RecordFlags],
+    ) -> impl Future<Output = Result<(), PluginError>> + Send {
+        let _ = flags;
+        self.handle_batch(batch)
+    }
 
     /// Reports whether the instance can work now (database reachable, directory writable...).
     fn healthcheck(&self) -> impl Future<Output = Result<(), PluginError>> + Send {

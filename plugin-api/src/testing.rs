@@ -9,7 +9,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use abi_stable::sabi_trait::TD_CanDowncast;
 use abi_stable::std_types::{RArc, RResult, RSlice, RStr, RString};
 
-use crate::abi::{HostBox, HostObj, HostObj_TO, Level, PluginBox, PluginError, Record};
+use crate::abi::{
+    HostBox, HostObj, HostObj_TO, Level, PluginBox, PluginError, Record, RecordFlags,
+};
 use crate::export::root_module;
 use crate::plugin::Plugin;
 
@@ -144,6 +146,17 @@ impl Harness {
     pub fn handle_batch(&self, batch: &[Record]) -> Result<(), PluginError> {
         self.instance
             .handle_batch(RSlice::from_slice(batch))
+            .into_result()
+    }
+
+    /// Calls `handle_batch_flagged` through the ABI, as the host does.
+    pub fn handle_batch_flagged(
+        &self,
+        batch: &[Record],
+        flags: &[RecordFlags],
+    ) -> Result<(), PluginError> {
+        self.instance
+            .handle_batch_flagged(RSlice::from_slice(batch), RSlice::from_slice(flags))
             .into_result()
     }
 

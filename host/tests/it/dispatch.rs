@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use logrelay::engine::{Batch, Completed, DeliveryRef, Engine};
+use logrelay_plugin_api::RecordFlags;
 use logrelay_plugin_api::testing::sample_records;
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -14,6 +15,7 @@ fn batch(engine: &Engine, n: usize) -> Batch {
     Batch {
         id: engine.next_batch_id(),
         records: sample_records(n),
+        flags: Vec::new(),
         deliveries: vec![DeliveryRef {
             generation: 1,
             tag: 1,
@@ -270,8 +272,18 @@ async fn stop_retrying_releases_dispatch_and_abandons_unaccepted_batches() {
     engine.shutdown(Instant::now() + Duration::from_secs(2));
 }
 
+/// `n` records with ids `<tag>-<i>`; the odd ones flagged `RECEIVE_TIME`.
 fn unique_batch(engine: &Engine, tag: &str, n: usize) -> (Batch, Vec<String>) {
     let mut records = sample_records(n);
+    let flags = (0..n)
+        .map(|i| {
+            if i % 2 == 1 {
+                RecordFlags::RECEIVE_TIME
+            } else {
+                RecordFlags::NONE
+            }
+        })
+        .collect();
     let mut ids = Vec::with_capacity(n);
     for (i, r) in records.iter_mut().enumerate() {
         let id = format!("{tag}-{i}");
@@ -282,6 +294,7 @@ fn unique_batch(engine: &Engine, tag: &str, n: usize) -> (Batch, Vec<String>) {
         Batch {
             id: engine.next_batch_id(),
             records,
+            flags,
             deliveries: vec![DeliveryRef {
                 generation: 1,
                 tag: 1,
@@ -431,15 +444,16 @@ async fn behind_a_busy_call(
 async fn a_busy_instance_gets_queued_batches_in_one_call_and_each_settles_alone() {
     let dir = tempfile::tempdir().expect("tempdir");
     let (all, p1) = (dir.path().join("all.txt"), dir.path().join("p1.txt"));
+    let (all_flags, p1_flags) = (dir.path().join("all.flags"), dir.path().join("p1.flags"));
     let config = parse_config(&format!(
         r#"
 [plugins.all]
 type = "fixture"
-config = {{ sleep_ms = 300, reject_on = "7", record_to = {all:?} }}
+config = {{ sleep_ms = 300, reject_on = "7", record_to = {all:?}, flags_to = {all_flags:?} }}
 [plugins.p1]
 type = "fixture"
 route = {{ projects = ["p1"] }}
-config = {{ sleep_ms = 300, reject_on = "4", record_to = {p1:?} }}
+config = {{ sleep_ms = 300, reject_on = "4", record_to = {p1:?}, flags_to = {p1_flags:?} }}
 "#
     ));
     let (engine, mut done) = Engine::start(&config, coalescing_options()).expect("engine");
@@ -490,6 +504,19 @@ config = {{ sleep_ms = 300, reject_on = "4", record_to = {p1:?} }}
         .flat_map(|t| [format!("{t}-1"), format!("{t}-7")])
         .collect();
     assert_eq!(read_ids(&p1), p1_ids);
+    // Every record reached its instances with its own flags (odd ones `RECEIVE_TIME`), through
+    // the coalesced calls and the route subsets alike.
+    let flagged = |i: usize| if i % 2 == 1 { "01" } else { "00" };
+    let all_expected: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .flat_map(|t| (0..10).map(move |i| format!("{t}-{i} {}", flagged(i))))
+        .collect();
+    assert_eq!(read_ids(&all_flags), all_expected);
+    let p1_expected: Vec<String> = ["a", "b", "c", "d", "e"]
+        .iter()
+        .flat_map(|t| [1, 4, 7].map(|i| format!("{t}-{i} {}", flagged(i))))
+        .collect();
+    assert_eq!(read_ids(&p1_flags), p1_expected);
     let all_stats = &instances[0].stats;
     assert_eq!(all_stats.records_ok.load(Ordering::Relaxed), 45);
     assert_eq!(all_stats.records_rejected.load(Ordering::Relaxed), 5);

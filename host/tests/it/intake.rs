@@ -95,18 +95,33 @@ async fn end_to_end_objects_arrays_and_json_lines_are_delivered_and_acked() {
     let queue = unique("e2e");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
+    let flags = dir.path().join("flags.txt");
     let (_conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
-    let host = start_host(settings_for(&queue, &[]), &fixture(&ids, ""));
+    let host = start_host(
+        settings_for(&queue, &[]),
+        &fixture(&ids, &format!(", flags_to = {flags:?}")),
+    );
     let singles = logs("obj", 300);
     let array = format!("[{}]", logs("arr", 100).join(","));
     let lines = logs("line", 100).join("\n");
     publish(&ch, &queue, &singles).await;
     publish(&ch, &queue, &[array, lines]).await;
-    let got = wait_ids(&ids, 500, 20).await;
+    // With a time of its own: no flag; without (and no AMQP timestamp): its receive time.
+    let timed = r#"{"id":"timed","message":"m","timestamp":"2026-01-01T00:00:00Z"}"#;
+    publish(&ch, &queue, &[timed.to_owned()]).await;
+    let got = wait_ids(&ids, 501, 20).await;
     assert_all_present(&got, "obj", 300);
     assert_all_present(&got, "arr", 100);
     assert_all_present(&got, "line", 100);
+    let flags = read_ids(&flags);
+    assert!(flags.contains(&"timed 00".to_owned()), "{:?}", &flags[..]);
+    assert!(flags.contains(&"obj-0 01".to_owned()), "{:?}", &flags[..5]);
+    assert!(
+        flags.contains(&"line-99 01".to_owned()),
+        "{:?}",
+        &flags[..5]
+    );
     host.stop().await;
     assert_eq!(
         ready(&ch, &queue).await,

@@ -192,7 +192,7 @@ impl Api {
                 .map_err(|e| TimescaleError::BadRequest(format!("`records[{i}]`: {e}")))?;
             records.push(record);
         }
-        let (inserted, refused) = self.writer.write(&records).await?;
+        let (inserted, refused) = self.writer.write(&records, None).await?;
         if let Some((i, reason)) = refused.first() {
             return Err(TimescaleError::BadRequest(format!(
                 "`records[{i}]`: {reason} ({} of {} records refused, {inserted} stored)",

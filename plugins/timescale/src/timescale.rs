@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use logrelay_plugin_api::{Context, Plugin, PluginError, Record};
+use logrelay_plugin_api::{Context, Plugin, PluginError, Record, RecordFlags};
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
@@ -134,6 +134,33 @@ impl Timescale {
     }
 }
 
+impl Timescale {
+    /// Writes a batch; refused records are named in a permanent error, the others are stored.
+    async fn store(
+        &self,
+        batch: &[Record],
+        flags: Option<&[RecordFlags]>,
+    ) -> Result<(), PluginError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let (_, refused) = self.api.writer.write(batch, flags).await?;
+        match refused.first() {
+            None => Ok(()),
+            Some((i, reason)) => Err(PluginError::permanent(format!(
+                "{} of {} records refused (the others are stored); the first, id `{}`: {reason}",
+                refused.len(),
+                batch.len(),
+                batch
+                    .get(*i as usize)
+                    .map(|r| r.id.as_str())
+                    .unwrap_or_default()
+            ))
+            .with_bad_records(refused.iter().map(|(i, _)| *i))),
+        }
+    }
+}
+
 impl Plugin for Timescale {
     type Config = Config;
     const TYPE_NAME: &'static str = "timescale";
@@ -149,23 +176,17 @@ impl Plugin for Timescale {
     }
 
     async fn handle_batch(&self, batch: &[Record]) -> Result<(), PluginError> {
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let (_, refused) = self.api.writer.write(batch).await?;
-        match refused.first() {
-            None => Ok(()),
-            Some((i, reason)) => Err(PluginError::permanent(format!(
-                "{} of {} records refused (the others are stored); the first, id `{}`: {reason}",
-                refused.len(),
-                batch.len(),
-                batch
-                    .get(*i as usize)
-                    .map(|r| r.id.as_str())
-                    .unwrap_or_default()
-            ))
-            .with_bad_records(refused.iter().map(|(i, _)| *i))),
-        }
+        self.store(batch, None).await
+    }
+
+    /// The host says which records got their receive time: only those need the dedupe
+    /// window's probe (write.rs).
+    async fn handle_batch_flagged(
+        &self,
+        batch: &[Record],
+        flags: &[RecordFlags],
+    ) -> Result<(), PluginError> {
+        self.store(batch, Some(flags)).await
     }
 
     async fn healthcheck(&self) -> Result<(), PluginError> {

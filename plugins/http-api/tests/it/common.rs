@@ -180,6 +180,7 @@ impl Api {
             .dispatch(Batch {
                 id: self.engine.next_batch_id(),
                 records,
+                flags: Vec::new(),
                 deliveries: vec![DeliveryRef {
                     generation: 1,
                     tag: 1,

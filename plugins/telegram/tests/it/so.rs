@@ -69,6 +69,7 @@ chats = [42]
                     Record::new("1", 0, Level::ERROR, "p", "m", "boom"),
                     Record::new("2", 0, Level::INFO, "p", "m", "fine"),
                 ],
+                flags: Vec::new(),
                 deliveries: vec![DeliveryRef {
                     generation: 1,
                     tag: 1,

@@ -40,6 +40,7 @@ async fn the_library_loads_and_stores_through_the_engine() {
         .dispatch(Batch {
             id: engine.next_batch_id(),
             records: batch,
+            flags: Vec::new(),
             deliveries: vec![DeliveryRef {
                 generation: 1,
                 tag: 1,

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 
 use logrelay_plugin_api::testing::{Harness, check_example_config, conformance};
-use logrelay_plugin_api::{ErrorKind, Level, Record};
+use logrelay_plugin_api::{ErrorKind, Level, Record, RecordFlags};
 use logrelay_timescale::Timescale;
 use serde_json::json;
 
@@ -126,6 +126,52 @@ fn without_a_window_the_key_alone_recognises_redeliveries() {
     // Stored in microseconds, truncated toward zero from PostgreSQL's epoch (2000).
     assert_eq!(r["timestamp_ns"], -1_000_000_000_987_654_000i64);
     assert_eq!(r["timestamp"], "1938-04-24T22:13:19.012346Z");
+    h.shutdown().expect("shutdown");
+}
+
+/// The host flags the records that got their receive time: only those are probed for the
+/// dedupe window. A record with its own time is a repeat only with the same time (the key), so
+/// the same id with another own time is another record, even within the window; unflagged
+/// (`handle_batch`, flags unknown), every record is probed.
+#[test]
+fn only_records_flagged_with_their_receive_time_are_probed() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("dedupe_window = \"10m\"\n");
+    let minute = 60_000_000_000i64;
+    let first = records(0, 100);
+    let own = vec![RecordFlags::NONE; 100];
+    let received = vec![RecordFlags::RECEIVE_TIME; 100];
+    h.handle_batch_flagged(&first, &own)
+        .expect("first delivery");
+    let later = |delay: i64| -> Vec<Record> {
+        first
+            .iter()
+            .cloned()
+            .map(|mut r| {
+                r.timestamp_ns += delay;
+                r
+            })
+            .collect()
+    };
+    h.handle_batch_flagged(&later(minute), &received)
+        .expect("redelivery with a later receive time");
+    assert_eq!(count(&h), 100, "a flagged redelivery was stored again");
+    h.handle_batch(&later(2 * minute)).expect("flags unknown");
+    assert_eq!(count(&h), 100, "an unflagged redelivery was stored again");
+    h.handle_batch_flagged(&later(3 * minute), &own)
+        .expect("the same ids with other own times");
+    assert_eq!(count(&h), 200, "records with their own times were probed");
+    // A mixed batch: exact repeats with their own time (the key refuses the COPY; the fallback
+    // writes only what is new), a flagged redelivery and new records.
+    let mut mixed = first[..10].to_vec();
+    mixed.extend(later(4 * minute)[10..20].iter().cloned());
+    mixed.extend(records(500, 10));
+    let mut flags = vec![RecordFlags::NONE; 10];
+    flags.extend([RecordFlags::RECEIVE_TIME; 10]);
+    flags.extend([RecordFlags(RecordFlags::RECEIVE_TIME.0 | 0x80); 10]);
+    h.handle_batch_flagged(&mixed, &flags).expect("mixed batch");
+    assert_eq!(count(&h), 210);
     h.shutdown().expect("shutdown");
 }
 
