@@ -33,7 +33,7 @@ fn main() {
     );
     let lib = load_library(&lib_path).expect("load fixture");
     let host = logrelay::host_api::host_for("bench", Default::default());
-    let plugin = (lib.module.new())(RStr::from("bench"), RStr::from("{}"), host)
+    let plugin = (lib.new)(RStr::from("bench"), RStr::from("{}"), host)
         .into_result()
         .expect("fixture instance");
 

@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RSlice;
-use logrelay_plugin_api::abi::PluginBox;
+use logrelay_plugin_api::abi::{HandleBatchFlagged, PluginBox};
 use logrelay_plugin_api::{ErrorKind, PluginError, Record, RecordFlags};
 use tokio::sync::mpsc;
 
@@ -141,6 +141,8 @@ pub struct Instance {
     /// Its counters.
     pub stats: InstanceStats,
     plugin: Arc<PluginBox>,
+    /// The library's `handle_batch_flagged`; `None` for a library built against 1.0.0.
+    flagged: Option<HandleBatchFlagged>,
     index: usize,
     disabled: AtomicBool,
     disabled_reason: Mutex<Option<String>>,
@@ -520,6 +522,8 @@ struct Built {
     spec: InstanceSpec,
     manifest: ManifestInfo,
     plugin: Arc<PluginBox>,
+    /// The library's `handle_batch_flagged`; `None` for a library built against 1.0.0.
+    flagged: Option<HandleBatchFlagged>,
 }
 
 /// Loads every enabled instance, builds it and runs its health check, collecting every error.
@@ -558,7 +562,7 @@ fn build_all<'a>(
     for (spec, lib, manifest) in loaded {
         let at = format!("[plugins.{}]", spec.name);
         let host = host_for(&spec.name, registry.clone());
-        let plugin = match (lib.module.new())(
+        let plugin = match (lib.new)(
             spec.name.as_str().into(),
             spec.config_json.as_str().into(),
             host,
@@ -576,6 +580,7 @@ fn build_all<'a>(
             spec: spec.clone(),
             manifest,
             plugin,
+            flagged: lib.handle_batch_flagged,
         });
     }
     for b in &built {
@@ -641,6 +646,7 @@ impl Engine {
             manifest: b.manifest,
             stats: InstanceStats::default(),
             plugin: b.plugin,
+            flagged: b.flagged,
             index: self.next_instance.fetch_add(1, Ordering::Relaxed),
             disabled: AtomicBool::new(false),
             disabled_reason: Mutex::new(None),
@@ -1199,20 +1205,24 @@ impl Worker {
         )
     }
 
-    /// Calls `handle_batch_flagged` until it succeeds or fails for good. Indices in the outcome
-    /// are into `records`. `flags` is one per record, or empty when unknown (the plugin layer
-    /// then calls the connector's `handle_batch`).
+    /// Calls `handle_batch` until it succeeds or fails for good, through the library's
+    /// `handle_batch_flagged` when it has one and `flags` has one per record. Indices in the
+    /// outcome are into `records`.
     fn deliver(&self, records: &[Record], flags: &[RecordFlags]) -> Outcome {
         let mut attempt: u32 = 0;
         loop {
             let started = (self.epoch.elapsed().as_millis() as u64).max(1);
             self.inst.busy_since_ms.store(started, Ordering::Release);
             let call_started = Instant::now();
-            let result = self
-                .inst
-                .plugin
-                .handle_batch_flagged(RSlice::from_slice(records), RSlice::from_slice(flags))
-                .into_result();
+            let result = match self.inst.flagged {
+                Some(call) if flags.len() == records.len() => call(
+                    &self.inst.plugin,
+                    RSlice::from_slice(records),
+                    RSlice::from_slice(flags),
+                ),
+                _ => self.inst.plugin.handle_batch(RSlice::from_slice(records)),
+            }
+            .into_result();
             self.inst.busy_since_ms.store(0, Ordering::Release);
             self.inst.stats.call_seconds.observe(call_started.elapsed());
             if self.inst.is_disabled() {

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use abi_stable::library::{LibraryError, lib_header_from_path};
-use logrelay_plugin_api::abi::PluginModuleRef;
+use abi_stable::std_types::{RResult, RStr, RString};
+use logrelay_plugin_api::abi::{
+    HandleBatchFlagged, HostBox, Manifest, PluginBox, PluginError, PluginModuleRef, v1_0,
+};
 
 /// What a library says about itself, as ordinary Rust types.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,14 +25,25 @@ pub struct ManifestInfo {
 /// A loaded plugin library. Libraries are never unloaded (abi_stable leaks them on purpose).
 #[derive(Clone, Copy)]
 pub struct Library {
-    /// The root module.
-    pub module: PluginModuleRef,
+    manifest: extern "C" fn() -> Manifest,
+    example_config: extern "C" fn() -> RString,
+    /// Builds an instance from its name, its config (as JSON text) and the host handle.
+    pub new: NewInstance,
+    /// `handle_batch` with record flags; `None` for a library built against 1.0.0.
+    pub handle_batch_flagged: Option<HandleBatchFlagged>,
 }
+
+/// The type of the root module's `new`.
+pub type NewInstance = extern "C" fn(
+    instance_id: RStr<'_>,
+    config_json: RStr<'_>,
+    host: HostBox,
+) -> RResult<PluginBox, PluginError>;
 
 impl Library {
     /// The manifest, converted.
     pub fn manifest(&self) -> ManifestInfo {
-        let m = (self.module.manifest())();
+        let m = (self.manifest)();
         ManifestInfo {
             type_name: m.type_name.into_string(),
             version: m.version.into_string(),
@@ -44,7 +58,7 @@ impl Library {
 
     /// The example config the library ships.
     pub fn example_config(&self) -> String {
-        (self.module.example_config())().into_string()
+        (self.example_config)().into_string()
     }
 }
 
@@ -109,10 +123,26 @@ impl Loader {
 /// module per interface type and would hand it back for every later path.
 pub fn load_library(path: &Path) -> Result<Library, LoadError> {
     let header = lib_header_from_path(path).map_err(|e| classify(path, e))?;
-    let module = header
-        .init_root_module::<PluginModuleRef>()
-        .map_err(|e| classify(path, e))?;
-    Ok(Library { module })
+    match header.init_root_module::<PluginModuleRef>() {
+        Ok(module) => Ok(Library {
+            manifest: module.manifest(),
+            example_config: module.example_config(),
+            new: module.new(),
+            handle_batch_flagged: module.handle_batch_flagged(),
+        }),
+        // A library built against 1.0.0 has fewer root-module fields, which abi_stable refuses
+        // (see `logrelay_plugin_api::abi::v1_0`); it passes as 1.0.0's module. If it fails
+        // that too, the report against the current module is the one to show.
+        Err(current) => match header.init_root_module::<v1_0::PluginModuleRef>() {
+            Ok(module) => Ok(Library {
+                manifest: module.manifest(),
+                example_config: module.example_config(),
+                new: module.new(),
+                handle_batch_flagged: None,
+            }),
+            Err(_) => Err(classify(path, current)),
+        },
+    }
 }
 
 fn classify(path: &Path, error: LibraryError) -> LoadError {

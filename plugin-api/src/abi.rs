@@ -5,8 +5,9 @@
 //! compatible layout, and refuses it with an error otherwise.
 //!
 //! The policy (see `docs/ABI_POLICY.md`): within the 1.x major version the root module only gains
-//! fields at its end, the plugin and host traits only gain methods with a default body, and the
-//! record envelope never changes: new data travels inside [`Record::attributes`].
+//! fields at its end (each earlier layout kept in a module of its own, such as [`v1_0`], for the
+//! host's loader), the plugin and host traits never change, and the record envelope never
+//! changes: new data travels inside [`Record::attributes`].
 
 // The derives and `#[sabi_trait]` generate unsafe code and undocumented helper items.
 #![allow(unsafe_code, missing_docs, non_local_definitions)]
@@ -310,7 +311,7 @@ pub struct Manifest {
 }
 
 /// What the host knows about a record that the record itself does not say: a set of bits, one
-/// byte per record, given beside a batch to [`PluginObj::handle_batch_flagged`]. Bits this
+/// byte per record, given beside a batch to [`PluginModule::handle_batch_flagged`]. Bits this
 /// version does not name may be set by a later host; ignore them.
 #[repr(transparent)]
 #[derive(StableAbi, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -340,6 +341,10 @@ impl fmt::Debug for RecordFlags {
 ///
 /// Every method takes `&self` and the object is `Sync`: the host calls `handle_batch` from the
 /// instance's worker thread while other plugins may call `request` from theirs.
+///
+/// Frozen for 1.x: abi_stable 0.11 refuses to load a plugin whose vtable has fewer methods than
+/// the host's (rodrimati1992/abi_stable_crates#118; shown by `host/tests/it/loading.rs`), so
+/// new calls go into [`PluginModule`] instead.
 #[sabi_trait]
 pub trait PluginObj: Send + Sync {
     /// Accepts a batch of records; `Ok` means the instance has taken responsibility for all of them.
@@ -354,19 +359,15 @@ pub trait PluginObj: Send + Sync {
     /// Flushes and releases everything; called once, after the last batch.
     #[sabi(last_prefix_field)]
     fn shutdown(&self) -> RResult<(), PluginError>;
-
-    /// [`handle_batch`](PluginObj::handle_batch) with `flags[i]` for `batch[i]` (added after
-    /// 1.0.0). A plugin built before it has no such method in its vtable: the host then gets
-    /// this default body, which calls `handle_batch` without the flags.
-    fn handle_batch_flagged(
-        &self,
-        batch: RSlice<'_, Record>,
-        flags: RSlice<'_, RecordFlags>,
-    ) -> RResult<(), PluginError> {
-        let _ = flags;
-        self.handle_batch(batch)
-    }
 }
+
+/// The type of [`PluginModule::handle_batch_flagged`]: `handle_batch` on `instance` (one the same
+/// library built) with `flags[i]` for `batch[i]`.
+pub type HandleBatchFlagged = extern "C" fn(
+    instance: &PluginBox,
+    batch: RSlice<'_, Record>,
+    flags: RSlice<'_, RecordFlags>,
+) -> RResult<(), PluginError>;
 
 /// An owned plugin instance behind the stable vtable.
 pub type PluginBox = PluginObj_TO<'static, RBox<()>>;
@@ -395,8 +396,9 @@ pub type HostBox = HostObj_TO<'static, RArc<()>>;
 
 /// The root module every plugin library exports (with [`export_plugin!`](crate::export_plugin)).
 ///
-/// A prefix type: fields are only ever appended after `new`, and a host reading a field that an
-/// older plugin lacks gets `None` instead of undefined behaviour.
+/// A prefix type: fields are only ever appended at the end. abi_stable refuses a library with
+/// fewer fields than this, so the host loads one built against 1.0.0 as [`v1_0::PluginModule`]
+/// and treats the later fields as missing.
 #[repr(C)]
 #[derive(StableAbi)]
 #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
@@ -412,6 +414,16 @@ pub struct PluginModule {
         config_json: RStr<'_>,
         host: HostBox,
     ) -> RResult<PluginBox, PluginError>,
+    /// Added after 1.0.0: `handle_batch` with what the host knows about each record
+    /// ([`RecordFlags`]). `None` from the getter for a library built against 1.0.0: call
+    /// `handle_batch` then. (Left out under the test-only feature `__abi_1_0`, to build a
+    /// library with 1.0.0's root module.)
+    #[cfg(not(feature = "__abi_1_0"))]
+    pub handle_batch_flagged: extern "C" fn(
+        instance: &PluginBox,
+        batch: RSlice<'_, Record>,
+        flags: RSlice<'_, RecordFlags>,
+    ) -> RResult<(), PluginError>,
 }
 
 impl RootModule for PluginModuleRef {
@@ -419,6 +431,44 @@ impl RootModule for PluginModuleRef {
     const BASE_NAME: &'static str = "logrelay_plugin";
     const NAME: &'static str = "logrelay_plugin";
     const VERSION_STRINGS: VersionStrings = package_version_strings!();
+}
+
+/// The root module as logrelay-plugin-api 1.0.0 defined it, kept so that the host can load a
+/// library built against 1.0.0.
+///
+/// abi_stable 0.11 refuses a library whose root module has fewer fields than the host's (its
+/// layout check takes the host's type as the minimum), so a library built before
+/// [`PluginModule::handle_batch_flagged`] existed fails the check against [`PluginModule`]. The
+/// host then checks it against this type, which has 1.0.0's fields under the same names, and
+/// gives it batches through `handle_batch` alone. Every later root-module layout gets a module
+/// like this one.
+pub mod v1_0 {
+    use super::*;
+
+    /// 1.0.0's root module: `manifest`, `example_config`, `new`.
+    #[repr(C)]
+    #[derive(StableAbi)]
+    #[sabi(kind(Prefix(prefix_ref = PluginModuleRef)))]
+    pub struct PluginModule {
+        /// What the library is.
+        pub manifest: extern "C" fn() -> Manifest,
+        /// A documented example of the `[plugins.<name>.config]` table, as TOML text.
+        pub example_config: extern "C" fn() -> RString,
+        /// Builds an instance from its name, its config (as JSON text) and the host handle.
+        #[sabi(last_prefix_field)]
+        pub new: extern "C" fn(
+            instance_id: RStr<'_>,
+            config_json: RStr<'_>,
+            host: HostBox,
+        ) -> RResult<PluginBox, PluginError>,
+    }
+
+    impl RootModule for PluginModuleRef {
+        declare_root_module_statics! {PluginModuleRef}
+        const BASE_NAME: &'static str = "logrelay_plugin";
+        const NAME: &'static str = "logrelay_plugin";
+        const VERSION_STRINGS: VersionStrings = package_version_strings!();
+    }
 }
 
 #[cfg(test)]

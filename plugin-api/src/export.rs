@@ -12,16 +12,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use abi_stable::prefix_type::PrefixTypeTrait;
-use abi_stable::sabi_trait::TD_Opaque;
+use abi_stable::sabi_trait::TD_CanDowncast;
 use abi_stable::std_types::{RResult, RSlice, RStr, RString, RVec};
 use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer;
 use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 
+#[cfg(not(feature = "__abi_1_0"))]
+use crate::abi::RecordFlags;
 use crate::abi::{
     HostBox, Level, Manifest, PluginBox, PluginError, PluginModule, PluginModuleRef, PluginObj,
-    PluginObj_TO, Record, RecordFlags,
+    PluginObj_TO, Record,
 };
 use crate::plugin::{Context, Host, Plugin, parse_config};
 
@@ -30,12 +32,29 @@ use crate::plugin::{Context, Host, Plugin, parse_config};
 #[doc(hidden)]
 pub const ROOT_MODULE_LOADER_SYMBOL: &str = "_1as_0lib_1header_0root_bmodule_bloader";
 
+/// [`PluginModule::handle_batch_flagged`] for `P`: the flags reach `P::handle_batch_flagged`
+/// when `instance` is one of this library's `P` instances and they match the batch one for one;
+/// otherwise the batch goes to `handle_batch` without them.
+#[cfg(not(feature = "__abi_1_0"))]
+extern "C" fn handle_batch_flagged<P: Plugin>(
+    instance: &PluginBox,
+    batch: RSlice<'_, Record>,
+    flags: RSlice<'_, RecordFlags>,
+) -> RResult<(), PluginError> {
+    match instance.obj.downcast_as::<Instance<P>>() {
+        Ok(own) => own.handle_batch_flagged(batch, flags),
+        Err(_) => instance.handle_batch(batch),
+    }
+}
+
 /// Builds the root module for `P`. The export macro calls this; so does the test harness.
 pub fn root_module<P: Plugin>() -> PluginModuleRef {
     PluginModule {
         manifest: manifest::<P>,
         example_config: example_config::<P>,
         new: new_instance::<P>,
+        #[cfg(not(feature = "__abi_1_0"))]
+        handle_batch_flagged: handle_batch_flagged::<P>,
     }
     .leak_into_prefix()
 }
@@ -71,7 +90,8 @@ extern "C" fn new_instance<P: Plugin>(
     let instance_id = instance_id.as_str().to_owned();
     let config_json = config_json.as_str().to_owned();
     match contain(move || Instance::<P>::build(instance_id, &config_json, host)) {
-        Ok(Ok(instance)) => RResult::ROk(PluginObj_TO::from_value(instance, TD_Opaque)),
+        // Downcastable, so that `handle_batch_flagged` can find the instance behind the box.
+        Ok(Ok(instance)) => RResult::ROk(PluginObj_TO::from_value(instance, TD_CanDowncast)),
         Ok(Err(e)) => RResult::RErr(e),
         Err(panic) => RResult::RErr(PluginError::fatal(format!(
             "the plugin panicked while starting: {panic}"
@@ -204,28 +224,6 @@ impl<P: Plugin> PluginObj for Instance<P> {
         }
     }
 
-    fn handle_batch_flagged(
-        &self,
-        batch: RSlice<'_, Record>,
-        flags: RSlice<'_, RecordFlags>,
-    ) -> RResult<(), PluginError> {
-        match self.core() {
-            // Flags that do not match the batch one for one say nothing.
-            Ok(core) if flags.len() == batch.len() => self.run(
-                "handle_batch",
-                core,
-                core.plugin
-                    .handle_batch_flagged(batch.as_slice(), flags.as_slice()),
-            ),
-            Ok(core) => self.run(
-                "handle_batch",
-                core,
-                core.plugin.handle_batch(batch.as_slice()),
-            ),
-            Err(e) => RResult::RErr(e),
-        }
-    }
-
     fn healthcheck(&self) -> RResult<(), PluginError> {
         match self.core() {
             Ok(core) => self.run("healthcheck", core, core.plugin.healthcheck()),
@@ -245,6 +243,32 @@ impl<P: Plugin> PluginObj for Instance<P> {
     fn shutdown(&self) -> RResult<(), PluginError> {
         match self.core() {
             Ok(core) => self.run("shutdown", core, core.plugin.shutdown()),
+            Err(e) => RResult::RErr(e),
+        }
+    }
+}
+
+#[cfg(not(feature = "__abi_1_0"))]
+impl<P: Plugin> Instance<P> {
+    /// `handle_batch` with flags, for [`handle_batch_flagged`].
+    fn handle_batch_flagged(
+        &self,
+        batch: RSlice<'_, Record>,
+        flags: RSlice<'_, RecordFlags>,
+    ) -> RResult<(), PluginError> {
+        match self.core() {
+            // Flags that do not match the batch one for one say nothing.
+            Ok(core) if flags.len() == batch.len() => self.run(
+                "handle_batch",
+                core,
+                core.plugin
+                    .handle_batch_flagged(batch.as_slice(), flags.as_slice()),
+            ),
+            Ok(core) => self.run(
+                "handle_batch",
+                core,
+                core.plugin.handle_batch(batch.as_slice()),
+            ),
             Err(e) => RResult::RErr(e),
         }
     }

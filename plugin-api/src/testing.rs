@@ -10,7 +10,8 @@ use abi_stable::sabi_trait::TD_CanDowncast;
 use abi_stable::std_types::{RArc, RResult, RSlice, RStr, RString};
 
 use crate::abi::{
-    HostBox, HostObj, HostObj_TO, Level, PluginBox, PluginError, Record, RecordFlags,
+    HostBox, HostObj, HostObj_TO, Level, PluginBox, PluginError, PluginModuleRef, Record,
+    RecordFlags,
 };
 use crate::export::root_module;
 use crate::plugin::Plugin;
@@ -74,6 +75,7 @@ pub fn config_json_from_toml(config_toml: &str) -> Result<String, String> {
 /// A plugin instance built in-process through the exported root module.
 pub struct Harness {
     instance: PluginBox,
+    module: PluginModuleRef,
     logs: Arc<Mutex<Vec<LogLine>>>,
 }
 
@@ -120,7 +122,11 @@ impl HarnessBuilder {
             host,
         )
         .into_result()?;
-        Ok(Harness { instance, logs })
+        Ok(Harness {
+            instance,
+            module,
+            logs,
+        })
     }
 }
 
@@ -155,9 +161,15 @@ impl Harness {
         batch: &[Record],
         flags: &[RecordFlags],
     ) -> Result<(), PluginError> {
-        self.instance
-            .handle_batch_flagged(RSlice::from_slice(batch), RSlice::from_slice(flags))
-            .into_result()
+        match self.module.handle_batch_flagged() {
+            Some(call) => call(
+                &self.instance,
+                RSlice::from_slice(batch),
+                RSlice::from_slice(flags),
+            )
+            .into_result(),
+            None => self.handle_batch(batch),
+        }
     }
 
     /// Calls `healthcheck` through the ABI.

@@ -52,27 +52,35 @@ pub fn plugin_dir() -> &'static Path {
 pub fn drifted_fixture() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let target = profile_dir()
-                .parent()
-                .expect("target dir")
-                .join("layout-drift");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "-p",
-                    "logrelay-fixture",
-                    "--features",
-                    "logrelay-plugin-api/__layout_drift",
-                ])
-                .arg("--target-dir")
-                .arg(&target)
-                .status()
-                .expect("run cargo build for the drifted fixture");
-            assert!(status.success(), "building the drifted fixture failed");
-            target.join("debug").join("liblogrelay_fixture.so")
-        })
+        .get_or_init(|| fixture_with("__layout_drift", "layout-drift"))
         .clone()
+}
+
+/// The fixture built with plugin-api 1.0.0's vtable (no methods added since), in its own target
+/// directory.
+pub fn fixture_1_0() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| fixture_with("__abi_1_0", "abi-1-0"))
+        .clone()
+}
+
+/// Builds the fixture with a test-only feature of plugin-api in the target directory `dir` of
+/// its own (so that cargo's feature unification cannot switch it on for the host); the library.
+fn fixture_with(feature: &str, dir: &str) -> PathBuf {
+    let target = profile_dir().parent().expect("target dir").join(dir);
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "-p", "logrelay-fixture", "--features"])
+        .arg(format!("logrelay-plugin-api/{feature}"))
+        .arg("--target-dir")
+        .arg(&target)
+        .status()
+        .unwrap_or_else(|e| panic!("run cargo build for the fixture with {feature}: {e}"));
+    assert!(
+        status.success(),
+        "building the fixture with {feature} failed"
+    );
+    target.join("debug").join("liblogrelay_fixture.so")
 }
 
 pub fn parse_config(text: &str) -> PluginsConfig {

@@ -1,9 +1,14 @@
 //! Loading the real libraries: manifests, refusals, errors reported together.
 
-use logrelay::engine::Engine;
-use logrelay::loader::{LoadError, Loader, load_library};
+use std::time::{Duration, Instant};
 
-use crate::common::{drifted_fixture, parse_config, plugin_dir};
+use logrelay::config::{Env, PluginsConfig};
+use logrelay::engine::{Batch, DeliveryRef, Engine};
+use logrelay::loader::{LoadError, Loader, load_library};
+use logrelay_plugin_api::RecordFlags;
+use logrelay_plugin_api::testing::sample_records;
+
+use crate::common::{drifted_fixture, fixture_1_0, options, parse_config, plugin_dir, read_ids};
 
 #[test]
 fn loads_fixture_and_console_with_their_manifests() {
@@ -46,6 +51,47 @@ fn a_plugin_built_against_a_changed_record_layout_is_refused_briefly() {
         "the message should be short, got {} lines:\n{text}",
         text.lines().count()
     );
+}
+
+/// A plugin built against 1.0.0 has no `handle_batch_flagged` in its vtable: the host loads it,
+/// and its calls of that method reach the plugin's `handle_batch` through the default body.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_built_against_1_0_loads_and_gets_its_batches_without_flags() {
+    let library = fixture_1_0();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (ids, flags) = (dir.path().join("ids.txt"), dir.path().join("flags.txt"));
+    let config = PluginsConfig::parse(
+        &format!(
+            "[plugins.old]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?}, flags_to = {flags:?} }}\n"
+        ),
+        &Env::default(),
+        library.parent().expect("library dir"),
+    )
+    .unwrap_or_else(|p| panic!("config refused: {p:?}"));
+    let (engine, mut done) = Engine::start(&config, options()).expect("the 1.0 plugin loads");
+    let records = sample_records(20);
+    engine
+        .dispatch(Batch {
+            id: engine.next_batch_id(),
+            flags: vec![RecordFlags::RECEIVE_TIME; records.len()],
+            records,
+            deliveries: vec![DeliveryRef {
+                generation: 1,
+                tag: 1,
+            }],
+        })
+        .await;
+    let completed = tokio::time::timeout(Duration::from_secs(20), done.recv())
+        .await
+        .expect("the batch completes")
+        .expect("completion");
+    assert!(completed.failed.is_empty(), "{:?}", completed.failed);
+    assert_eq!(read_ids(&ids).len(), 20, "handle_batch got the records");
+    assert!(
+        !flags.exists(),
+        "the 1.0 plugin has no handle_batch_flagged, yet it was called"
+    );
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
 }
 
 #[test]

@@ -26,7 +26,7 @@ fn the_library_loads_writes_rotates_and_archives() {
     let config =
         serde_json::json!({ "directory": dir.path(), "file_name": "{project}.log" }).to_string();
     let registry = Arc::new(Registry::default());
-    let instance = (lib.module.new())(
+    let instance = (lib.new)(
         RStr::from("files"),
         RStr::from(config.as_str()),
         host_for("files", registry),
