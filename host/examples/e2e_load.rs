@@ -15,6 +15,8 @@
 //! log (default 50) is looked up with `GET URL/log?id=...` until it is found (at most 60 s), and
 //! the time from its publish to the first answer 200 is a latency sample. Prints one line
 //! `published N in S s = R logs/s` and, with probes, `latency p50 .. p99 .. max .. (n samples)`.
+//! With `--rate`, the publishing line also says how far at most the publisher fell behind its
+//! schedule (the broker holding publishes back shows there, not in logrelay).
 //! Exits 1 when the broker refuses a message or a probe is never found.
 
 use std::collections::VecDeque;
@@ -221,11 +223,13 @@ async fn main() -> Result<(), Error> {
     let prober = a.probe.clone().map(|base| tokio::spawn(prober(base, rx)));
     let started = Instant::now();
     let mut pending = VecDeque::with_capacity(MAX_UNCONFIRMED);
+    let mut behind = Duration::ZERO;
     for i in 0..a.count {
         if let Some(rate) = a.rate {
             let due = started + Duration::from_secs_f64(i as f64 / rate);
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                tokio::time::sleep(wait).await;
+            match due.checked_duration_since(Instant::now()) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => behind = behind.max(due.elapsed()),
             }
         }
         let body = log(&a.run, i);
@@ -240,8 +244,16 @@ async fn main() -> Result<(), Error> {
     }
     settle(&mut pending, 0).await?;
     let secs = started.elapsed().as_secs_f64();
+    let lag = if a.rate.is_some() {
+        format!(
+            ", at most {:.1} ms behind schedule",
+            behind.as_secs_f64() * 1e3
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "published {} in {secs:.3} s = {:.0} logs/s",
+        "published {} in {secs:.3} s = {:.0} logs/s{lag}",
         a.count,
         a.count as f64 / secs.max(1e-9)
     );
