@@ -456,6 +456,7 @@ pub async fn run(
             Some(reason) => {
                 // Records of this session that were batched but not dispatched will be redelivered.
                 batcher.records.clear();
+                batcher.flags.clear();
                 batcher.deliveries.clear();
                 batcher.started = None;
                 tracing::warn!(reason = %reason, "Lost the RabbitMQ connection; reconnecting. Unacknowledged deliveries will be redelivered.");

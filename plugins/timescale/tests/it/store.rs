@@ -172,6 +172,17 @@ fn only_records_flagged_with_their_receive_time_are_probed() {
     flags.extend([RecordFlags(RecordFlags::RECEIVE_TIME.0 | 0x80); 10]);
     h.handle_batch_flagged(&mixed, &flags).expect("mixed batch");
     assert_eq!(count(&h), 210);
+    // An exact repeat (the key refuses the COPY, so the fallback statement runs) beside the same
+    // id with another own time, within the window: the second is a new record on every path.
+    let mut moved = first[50].clone();
+    moved.timestamp_ns += 5 * minute;
+    h.handle_batch_flagged(&[first[50].clone(), moved], &own[..2])
+        .expect("a repeat and a new time");
+    assert_eq!(
+        count(&h),
+        211,
+        "a record with its own time was taken for a repeat"
+    );
     h.shutdown().expect("shutdown");
 }
 
