@@ -343,8 +343,8 @@ impl fmt::Debug for RecordFlags {
 /// instance's worker thread while other plugins may call `request` from theirs.
 ///
 /// Frozen for 1.x: abi_stable 0.11 refuses to load a plugin whose vtable has fewer methods than
-/// the host's (rodrimati1992/abi_stable_crates#118; shown by `host/tests/it/loading.rs`), so
-/// new calls go into [`PluginModule`] instead.
+/// the host's (rodrimati1992/abi_stable_crates#118; the same check as for the root module's
+/// fields, which `host/tests/it/loading.rs` shows), so new calls go into [`PluginModule`].
 #[sabi_trait]
 pub trait PluginObj: Send + Sync {
     /// Accepts a batch of records; `Ok` means the instance has taken responsibility for all of them.

@@ -156,6 +156,7 @@ impl Harness {
     }
 
     /// Calls `handle_batch_flagged` through the ABI, as the host does.
+    #[cfg(not(feature = "__abi_1_0"))]
     pub fn handle_batch_flagged(
         &self,
         batch: &[Record],

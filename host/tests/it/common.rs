@@ -56,8 +56,8 @@ pub fn drifted_fixture() -> PathBuf {
         .clone()
 }
 
-/// The fixture built with plugin-api 1.0.0's vtable (no methods added since), in its own target
-/// directory.
+/// The fixture built with plugin-api 1.0.0's root module (no fields added since), in its own
+/// target directory.
 pub fn fixture_1_0() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT

@@ -53,8 +53,9 @@ fn a_plugin_built_against_a_changed_record_layout_is_refused_briefly() {
     );
 }
 
-/// A plugin built against 1.0.0 has no `handle_batch_flagged` in its vtable: the host loads it,
-/// and its calls of that method reach the plugin's `handle_batch` through the default body.
+/// A library built against 1.0.0 has no `handle_batch_flagged` in its root module, which
+/// abi_stable refuses against the current one: the loader takes it as 1.0.0's module, and its
+/// batches reach the plugin's `handle_batch` without flags.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_built_against_1_0_loads_and_gets_its_batches_without_flags() {
     let library = fixture_1_0();

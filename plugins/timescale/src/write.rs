@@ -14,8 +14,9 @@
 //! The records the probe does not find go in by `COPY ... FROM STDIN (FORMAT binary)`, encoded
 //! here. `COPY` fills heap pages many rows at a time with one WAL record per page, where an
 //! `INSERT ... SELECT FROM UNNEST` (this writer's statement until session 4) inserts row by row:
-//! 200,000-row loads in batches of 1000 went from 88,000 to 91,000 rows/s with the probe and to
-//! 103,000 without it, against 120,000 for one raw `COPY` stream (BENCHMARKS.md). When the
+//! 200,000-row loads in batches of 1000 went from 86,000-90,000 to 92,000-93,000 rows/s with
+//! the probe and to 100,000-110,000 without it, against 108,000-131,000 for one raw `COPY` stream
+//! (BENCHMARKS.md, session 4). When the
 //! `COPY` meets a unique violation (no probe, a race with another writer, a batch holding the
 //! same (id, time) twice at microsecond precision), the part is written by the `INSERT ... ON
 //! CONFLICT DO NOTHING` statement instead (the records it gets were probed already); `COPY` cannot
@@ -301,8 +302,7 @@ impl Writer {
             projects.push(r.project.as_str());
             modules.push(r.module.as_str());
             messages.push(r.message.as_str());
-            let a = r.attributes.as_str();
-            attributes.push(if a.trim().is_empty() { "{}" } else { a });
+            attributes.push(attributes_json(r));
         }
         Ok(sqlx::query(AssertSqlSafe(self.upsert_sql.clone()))
             .bind(&ids)
@@ -323,6 +323,12 @@ async fn copy_in(conn: &mut PgConnection, sql: &str, data: &[u8]) -> Result<u64,
     let mut copy = conn.copy_in_raw(sql).await?;
     copy.send(data).await?;
     copy.finish().await
+}
+
+/// The record's attributes as stored: its JSON object text, `{}` when empty.
+fn attributes_json(r: &Record) -> &str {
+    let a = r.attributes.as_str();
+    if a.trim().is_empty() { "{}" } else { a }
 }
 
 /// Microseconds between the Unix epoch and PostgreSQL's (2000-01-01T00:00:00Z).
@@ -368,8 +374,7 @@ fn copy_data(batch: &[Record], indices: &[u32]) -> Vec<u8> {
         field(&mut out, r.module.as_bytes());
         field(&mut out, r.message.as_bytes());
         // jsonb's binary form: a version byte (1), then the JSON text.
-        let a = r.attributes.as_str();
-        let a = if a.trim().is_empty() { "{}" } else { a };
+        let a = attributes_json(r);
         let len = i32::try_from(a.len() + 1).unwrap_or(i32::MAX);
         out.extend_from_slice(&len.to_be_bytes());
         out.push(1);

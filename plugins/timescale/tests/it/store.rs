@@ -129,6 +129,18 @@ fn without_a_window_the_key_alone_recognises_redeliveries() {
     h.shutdown().expect("shutdown");
 }
 
+/// `records` with their times `delay` nanoseconds later (a redelivery with a later receive time).
+fn shifted(records: &[Record], delay: i64) -> Vec<Record> {
+    records
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.timestamp_ns += delay;
+            r
+        })
+        .collect()
+}
+
 /// The host flags the records that got their receive time: only those are probed for the
 /// dedupe window. A record with its own time is a repeat only with the same time (the key), so
 /// the same id with another own time is another record, even within the window; unflagged
@@ -144,16 +156,7 @@ fn only_records_flagged_with_their_receive_time_are_probed() {
     let received = vec![RecordFlags::RECEIVE_TIME; 100];
     h.handle_batch_flagged(&first, &own)
         .expect("first delivery");
-    let later = |delay: i64| -> Vec<Record> {
-        first
-            .iter()
-            .cloned()
-            .map(|mut r| {
-                r.timestamp_ns += delay;
-                r
-            })
-            .collect()
-    };
+    let later = |delay: i64| shifted(&first, delay);
     h.handle_batch_flagged(&later(minute), &received)
         .expect("redelivery with a later receive time");
     assert_eq!(count(&h), 100, "a flagged redelivery was stored again");
@@ -196,16 +199,7 @@ fn redeliveries_with_a_later_time_are_recognised_within_the_dedupe_window() {
     let minute = 60_000_000_000i64;
     let first = records(0, 100);
     h.handle_batch(&first).expect("first delivery");
-    let later = |delay: i64| -> Vec<_> {
-        first
-            .iter()
-            .cloned()
-            .map(|mut r| {
-                r.timestamp_ns += delay;
-                r
-            })
-            .collect()
-    };
+    let later = |delay: i64| shifted(&first, delay);
     h.handle_batch(&later(3 * minute))
         .expect("redelivery 3 minutes later");
     assert_eq!(
