@@ -3,8 +3,9 @@
 //! One task takes jobs in order, so a flush (`request("flush")`) returns once everything queued
 //! before it is done. Compression and deletion run on the blocking pool.
 
-use std::fs::File;
+use std::fs::OpenOptions;
 use std::io::BufWriter;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -151,6 +152,9 @@ async fn retention(settings: &Arc<Settings>, clock: &Arc<dyn Clock>) {
 
 /// Compresses `path` into `<path>.gz` (or `.zst`) through a hidden temporary file that is
 /// synced and renamed, keeps the original's modification time, then removes the original.
+/// Neither the rotated file nor the temporary file is opened through a symbolic link: a link
+/// could otherwise pull a file from outside the directory into an archive, or have the
+/// temporary file overwrite one (`ELOOP` is returned instead).
 pub fn compress(path: &Path, compression: Compression) -> std::io::Result<PathBuf> {
     let Some(suffix) = compression.suffix() else {
         return Ok(path.to_path_buf());
@@ -162,9 +166,18 @@ pub fn compress(path: &Path, compression: Compression) -> std::io::Result<PathBu
         .unwrap_or_default();
     let target = dir.join(format!("{name}{suffix}"));
     let temp = dir.join(format!(".{name}{suffix}.tmp"));
-    let mut source = File::open(path)?;
+    let mut source = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
     let modified = source.metadata()?.modified()?;
-    let out = BufWriter::with_capacity(256 * 1024, File::create(&temp)?);
+    let temp_file = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&temp)?;
+    let out = BufWriter::with_capacity(256 * 1024, temp_file);
     let written = (|| {
         let file = match compression {
             Compression::Gzip => {
@@ -290,7 +303,7 @@ async fn upload_task(upload: Upload, mut jobs: UnboundedReceiver<UploadJob>) {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let url = upload.url.replace("{name}", &name);
-        let body = match tokio::fs::read(&path).await {
+        let body = match read_no_follow(&path).await {
             Ok(body) => Bytes::from(body),
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "Cannot read an archive to upload it; skipped.");
@@ -315,6 +328,20 @@ async fn upload_task(upload: Upload, mut jobs: UnboundedReceiver<UploadJob>) {
             }
         }
     }
+}
+
+/// The whole file, refused (`ELOOP`) when it is a symbolic link: an archive swapped for a link
+/// must not send a file from elsewhere to the upload endpoint.
+async fn read_no_follow(path: &Path) -> std::io::Result<Vec<u8>> {
+    use tokio::io::AsyncReadExt as _;
+    let mut file = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .await?;
+    let mut body = Vec::new();
+    file.read_to_end(&mut body).await?;
+    Ok(body)
 }
 
 async fn put(
@@ -368,5 +395,28 @@ mod tests {
             };
             assert_eq!(back, data);
         }
+    }
+
+    #[test]
+    fn a_symbolic_link_is_neither_archived_nor_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let secret = outside.path().join("secret");
+        std::fs::write(&secret, b"not a log\n").expect("write");
+        let rotated = dir.path().join("x.log.1");
+        std::os::unix::fs::symlink(&secret, &rotated).expect("symlink");
+        let e = compress(&rotated, Compression::Gzip).expect_err("refused");
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert!(!dir.path().join("x.log.1.gz").exists());
+        assert!(rotated.symlink_metadata().is_ok(), "the link is left alone");
+
+        // A link at the temporary file's name is not followed either.
+        let real = dir.path().join("y.log.1");
+        std::fs::write(&real, b"line\n").expect("write");
+        std::os::unix::fs::symlink(&secret, dir.path().join(".y.log.1.gz.tmp")).expect("symlink");
+        let e = compress(&real, Compression::Gzip).expect_err("refused");
+        assert_eq!(e.raw_os_error(), Some(libc::ELOOP), "{e}");
+        assert_eq!(std::fs::read(&secret).expect("read"), b"not a log\n");
+        assert!(real.exists(), "the rotated file stays for the next try");
     }
 }

@@ -1,6 +1,7 @@
 //! Settings of the `files` connector, and their checked form.
 
 use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -439,7 +440,23 @@ fn check_directory(dir: &std::path::Path) -> Result<PathBuf, FilesError> {
         return Err(problem("is not a directory".to_owned()));
     }
     let probe = canonical.join(format!(".logrelay-write-probe-{}.tmp", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| problem(format!("is not writable: {e}")))?;
+    // Not through a link: a link at the probe's name must not truncate a file elsewhere.
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&probe);
+    match created {
+        Ok(_) => {}
+        Err(e) if crate::writer::is_symbolic_link(&e) => {
+            return Err(problem(format!(
+                "holds a symbolic link at {}, where the write check creates a file; remove it",
+                probe.display()
+            )));
+        }
+        Err(e) => return Err(problem(format!("is not writable: {e}"))),
+    }
     let _ = std::fs::remove_file(&probe);
     Ok(canonical)
 }

@@ -46,6 +46,30 @@ pub enum FilesError {
         /// Why.
         source: std::io::Error,
     },
+    /// Files the connector would write are symbolic links, which it never follows: a link in
+    /// the directory could otherwise make it append records to any file it may write. The
+    /// records bound for them were refused; the rest of the batch was written.
+    #[error("{}", symbolic_link_message(paths))]
+    SymbolicLink {
+        /// The links, in the log directory.
+        paths: Vec<PathBuf>,
+        /// Indices (into the batch) of the records bound for them; empty outside a batch.
+        records: Vec<u32>,
+    },
+}
+
+/// `refusing to write log file <path>: it is a symbolic link (...)`, or the same for several.
+fn symbolic_link_message(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match names.as_slice() {
+        [one] => format!(
+            "refusing to write log file {one}: it is a symbolic link (remove it or point `directory` elsewhere)"
+        ),
+        many => format!(
+            "refusing to write log files {}: they are symbolic links (remove them or point `directory` elsewhere)",
+            many.join(", ")
+        ),
+    }
 }
 
 impl FilesError {
@@ -72,6 +96,17 @@ impl From<FilesError> for PluginError {
             // A full disk, a file removed under us: the batch was undone; the host retries.
             FilesError::Io { .. } => PluginError::transient(e.chain())
                 .with_retry_after(std::time::Duration::from_secs(1)),
+            // Permanent, naming only the records bound for the links: those go to the
+            // dead-letter queue with this message (to be replayed once the link is removed)
+            // and the host warns about every refused batch, while the other files of the batch
+            // are written and the host carries on. Not transient: a link does not go away by
+            // itself, so the host would retry the batch forever, holding up every record
+            // behind it and warning only now and then. Not config or fatal: that disables the
+            // whole instance, so anyone able to create a file in the directory could stop all
+            // logging to files with one link.
+            FilesError::SymbolicLink { ref records, .. } => {
+                PluginError::permanent(e.chain()).with_bad_records(records.iter().copied())
+            }
         }
     }
 }
@@ -99,5 +134,29 @@ mod tests {
         });
         assert_eq!(e.kind, ErrorKind::CONFIG);
         assert_eq!(e.message.as_str(), "log directory /nope is not a directory");
+    }
+
+    #[test]
+    fn a_symbolic_link_refuses_the_records_bound_for_it() {
+        let e = PluginError::from(FilesError::SymbolicLink {
+            paths: vec!["/logs/shop-x.log".into()],
+            records: vec![1, 3],
+        });
+        assert_eq!(e.kind, ErrorKind::PERMANENT);
+        assert_eq!(e.bad_records.as_slice(), &[1, 3]);
+        assert_eq!(
+            e.message.as_str(),
+            "refusing to write log file /logs/shop-x.log: it is a symbolic link \
+             (remove it or point `directory` elsewhere)"
+        );
+        let e = FilesError::SymbolicLink {
+            paths: vec!["/logs/a.log".into(), "/logs/b.log".into()],
+            records: vec![0],
+        };
+        assert_eq!(
+            e.to_string(),
+            "refusing to write log files /logs/a.log, /logs/b.log: they are symbolic links \
+             (remove them or point `directory` elsewhere)"
+        );
     }
 }

@@ -6,7 +6,8 @@
 //!   ranges in one header are answered with the whole file (`200`).
 //!
 //! Names are refused unless they are plain names of the connector's files: no `/`, no `..`, no
-//! leading `.`, and a link must resolve inside the directory.
+//! leading `.`, and a link must resolve inside the directory. The file opened is the resolved
+//! one, without following a link, so that a link swapped in after the check is refused too.
 
 use std::io::SeekFrom;
 use std::path::PathBuf;
@@ -186,8 +187,20 @@ async fn download(
             "the name leads outside the log directory",
         );
     }
-    let mut file = match tokio::fs::File::open(&resolved).await {
+    let opened = tokio::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&resolved)
+        .await;
+    let mut file = match opened {
         Ok(f) => f,
+        Err(e) if crate::writer::is_symbolic_link(&e) => {
+            tracing::warn!(file = %name, "Refused a link made after its target was checked.");
+            return error(
+                StatusCode::FORBIDDEN,
+                "the name leads outside the log directory",
+            );
+        }
         Err(_) => return error(StatusCode::NOT_FOUND, "no such log file"),
     };
     let len = match file.metadata().await {

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
-use std::os::unix::fs::FileExt as _;
+use std::os::unix::fs::{FileExt as _, OpenOptionsExt as _};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -46,6 +46,14 @@ pub struct Writer {
 /// One file's share of a batch.
 struct Group {
     name: String,
+    /// Indices into the batch; empty when the whole batch goes to this one file.
+    records: Vec<u32>,
+}
+
+/// What a batch could not write because the file is a symbolic link.
+#[derive(Default)]
+struct Refused {
+    paths: Vec<PathBuf>,
     records: Vec<u32>,
 }
 
@@ -81,11 +89,17 @@ impl Writer {
                 && let Some(base) = hidden.strip_suffix(".tmp")
                 && writer.settings.file_name.classify(base) == Some(FileKind::Archive)
             {
+                // A link is removed itself, never what it points to.
                 tracing::info!(file = %name, "Removing a half-written archive left by a crash.");
                 let _ = std::fs::remove_file(entry.path());
                 continue;
             }
-            match writer.settings.file_name.classify(&name) {
+            let kind = writer.settings.file_name.classify(&name);
+            if kind.is_some() && entry.file_type().is_ok_and(|t| t.is_symlink()) {
+                tracing::warn!(file = %entry.path().display(), "A log file name in the directory is a symbolic link; it is never followed, and records bound for it are refused until it is removed.");
+                continue;
+            }
+            match kind {
                 Some(FileKind::Current) => current.push(name),
                 Some(FileKind::Rotated) if writer.settings.compression.suffix().is_some() => {
                     let _ = writer.jobs.send(Job::Archive(entry.path()));
@@ -95,7 +109,11 @@ impl Writer {
         }
         let now = writer.now();
         for name in current {
-            writer.open_file(&name, now.period)?;
+            match writer.open_file(&name, now.period) {
+                // Made a link since the listing: its records are refused when they come.
+                Ok(()) | Err(FilesError::SymbolicLink { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
         writer.rotate_expired(now.period)?;
         Ok(writer)
@@ -111,7 +129,8 @@ impl Writer {
 
     /// Writes a batch: one write per file, then an fsync per file under `durability = "batch"`.
     /// On any failure every file written is cut back to where it was, so a retry writes each
-    /// record once.
+    /// record once. Records bound for a file that is a symbolic link are not written: once the
+    /// rest is written (and synced), they are refused with [`FilesError::SymbolicLink`].
     pub fn write_batch(&mut self, batch: &[Record]) -> Result<u64, FilesError> {
         if batch.is_empty() {
             return Ok(0);
@@ -121,7 +140,9 @@ impl Writer {
         let groups = self.group(batch, &now);
         let mut written: Vec<(String, u64)> = Vec::with_capacity(groups.len());
         let mut bytes = 0;
-        let result = self.write_groups(batch, &groups, &now, &mut written, &mut bytes);
+        let mut refused = Refused::default();
+        let result =
+            self.write_groups(batch, &groups, &now, &mut written, &mut bytes, &mut refused);
         if let Err(e) = result {
             self.undo(&written);
             return Err(e);
@@ -134,6 +155,13 @@ impl Writer {
         }
         if self.buffer.capacity() > KEEP_BUFFER_BYTES {
             self.buffer = String::with_capacity(256 * 1024);
+        }
+        if !refused.paths.is_empty() {
+            refused.records.sort_unstable();
+            return Err(FilesError::SymbolicLink {
+                paths: refused.paths,
+                records: refused.records,
+            });
         }
         Ok(bytes)
     }
@@ -192,10 +220,16 @@ impl Writer {
         now: &LocalTime,
         written: &mut Vec<(String, u64)>,
         bytes: &mut u64,
+        refused: &mut Refused,
     ) -> Result<(), FilesError> {
         let mut buffer = std::mem::take(&mut self.buffer);
         let result = (|| {
             for group in groups {
+                if !self.open.contains_key(&group.name)
+                    && !self.open_or_refuse(group, batch.len(), now.period, refused)?
+                {
+                    continue;
+                }
                 buffer.clear();
                 let records = || group.records.iter().map(|&i| &batch[i as usize]);
                 let layout = &self.settings.layout;
@@ -218,16 +252,15 @@ impl Writer {
                     OutputFormat::Text => layout.write_records::<Plain>(records(), &mut buffer),
                 }
                 let len = buffer.len() as u64;
-                if !self.open.contains_key(&group.name) {
-                    self.open_file(&group.name, now.period)?;
-                }
                 let needs_rotation = self
                     .open
                     .get(&group.name)
                     .is_some_and(|f| f.size > 0 && f.size + len > self.settings.max_file_bytes);
                 if needs_rotation {
                     self.rotate(&group.name)?;
-                    self.open_file(&group.name, now.period)?;
+                    if !self.open_or_refuse(group, batch.len(), now.period, refused)? {
+                        continue;
+                    }
                 }
                 let Some(f) = self.open.get_mut(&group.name) else {
                     continue;
@@ -248,6 +281,32 @@ impl Writer {
         })();
         self.buffer = buffer;
         result
+    }
+
+    /// Opens the current file of `group`. A symbolic link there is no failure of the batch:
+    /// the group's records are added to `refused` and false is returned.
+    fn open_or_refuse(
+        &mut self,
+        group: &Group,
+        batch_len: usize,
+        now: Period,
+        refused: &mut Refused,
+    ) -> Result<bool, FilesError> {
+        match self.open_file(&group.name, now) {
+            Ok(()) => Ok(true),
+            Err(FilesError::SymbolicLink { paths, .. }) => {
+                refused.paths.extend(paths);
+                if group.records.is_empty() {
+                    refused
+                        .records
+                        .extend(0..u32::try_from(batch_len).unwrap_or(u32::MAX));
+                } else {
+                    refused.records.extend_from_slice(&group.records);
+                }
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Cuts every file written by a failed batch back to its length before the batch.
@@ -316,8 +375,9 @@ impl Writer {
         groups
     }
 
-    /// Opens (or creates) the current file `name` for appending. A last line left without its
-    /// newline by a crash is ended first, so that it is not glued to the next record.
+    /// Opens (or creates) the current file `name` for appending, never through a symbolic link
+    /// ([`FilesError::SymbolicLink`] with no records). A last line left without its newline by
+    /// a crash is ended first, so that it is not glued to the next record.
     fn open_file(&mut self, name: &str, now: Period) -> Result<(), FilesError> {
         let path = self.settings.directory.join(name);
         let io = |action, source| FilesError::Io {
@@ -325,13 +385,23 @@ impl Writer {
             path: path.clone(),
             source,
         };
-        let existed = path.exists();
+        let existed = path.symlink_metadata().is_ok();
         let mut file = OpenOptions::new()
             .read(true)
             .append(true)
             .create(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|e| io("open", e))?;
+            .map_err(|e| {
+                if is_symbolic_link(&e) {
+                    FilesError::SymbolicLink {
+                        paths: vec![path.clone()],
+                        records: Vec::new(),
+                    }
+                } else {
+                    io("open", e)
+                }
+            })?;
         let meta = file.metadata().map_err(|e| io("open", e))?;
         let mut size = meta.len();
         if size > 0 {
@@ -497,6 +567,12 @@ fn next_sequence(dir: &Path, name: &str) -> u64 {
         }
     }
     max + 1
+}
+
+/// Whether an open with `O_NOFOLLOW` failed because the file is a symbolic link (`ELOOP`; the
+/// directory itself is canonical, so no other component of the path is a link).
+pub fn is_symbolic_link(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
 }
 
 /// Makes a new, renamed or removed directory entry durable (best effort).

@@ -5,4 +5,5 @@ mod common;
 mod disk_full;
 mod files;
 mod http;
+mod links;
 mod so;
