@@ -73,6 +73,7 @@
 //! what may change within 1.x.
 
 pub mod abi;
+pub mod escape;
 pub mod export;
 #[cfg(feature = "format")]
 pub mod format;

@@ -654,3 +654,66 @@ fn sql_runs_through_the_store_read_only_unless_write() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("(1 row(s) affected)"));
 }
+
+#[test]
+fn sql_shows_stored_control_and_bidi_characters_escaped() {
+    // A stored message that would retitle the terminal (OSC ended by BEL), clear the screen
+    // (CSI), move the cursor (C1 CSI) and reverse the rest of the line (bidi override).
+    let message = "\x1b]0;owned\x07\x1b[2J\u{9b}H\x7f\u{202e}txt.exe\u{2066}\u{2069}\u{200f}";
+    let db = TestDb::new();
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[plugins.store]\ntype = \"timescale\"\nconfig = { url = \"${LOGRELAY_DATABASE_URL}\" }\n",
+    )
+    .expect("write");
+    let env = [("LOGRELAY_DATABASE_URL", db.url())];
+    let file = dir.path().join("logs.jsonl");
+    let line = serde_json::json!({"id": "hostile-1", "project": "shop", "message": message});
+    std::fs::write(&file, format!("{line}\n")).expect("write");
+    let out = logrelay(dir.path(), &env)
+        .arg("replay")
+        .arg(&file)
+        .output()
+        .expect("replay");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let raw = |text: &str| -> Vec<char> {
+        text.chars()
+            .filter(|&c| logrelay_plugin_api::escape::needs_escape(c) && c != '\n')
+            .collect()
+    };
+
+    let out = logrelay(dir.path(), &env)
+        .args(["sql", "SELECT message FROM logs"])
+        .output()
+        .expect("sql");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert!(out.status.success(), "{stdout}");
+    assert_eq!(raw(&stdout), Vec::<char>::new(), "{stdout:?}");
+    let shown = r"\x1b]0;owned\x07\x1b[2J\u{9b}H\x7f\u{202e}txt.exe\u{2066}\u{2069}\u{200f}";
+    assert!(stdout.contains(&format!("\n{shown}\n")), "{stdout:?}");
+
+    let out = logrelay(dir.path(), &env)
+        .args(["sql", "--json", "SELECT message FROM logs"])
+        .output()
+        .expect("sql");
+    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    assert_eq!(raw(&stdout), Vec::<char>::new(), "{stdout:?}");
+    assert!(stdout.contains(r"\u202etxt.exe\u2066\u2069\u200f"), "{stdout}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
+    assert_eq!(answer["rows"][0][0], message);
+
+    // An error quoting stored text is escaped too.
+    let out = logrelay(dir.path(), &env)
+        .args(["sql", "SELECT message::int FROM logs"])
+        .output()
+        .expect("sql");
+    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
+    assert!(!out.status.success());
+    assert_eq!(raw(&stderr), Vec::<char>::new(), "{stderr:?}");
+    assert!(stderr.contains(r"\u{202e}txt.exe"), "{stderr:?}");
+}

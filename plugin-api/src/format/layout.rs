@@ -1,7 +1,5 @@
 //! The validated layout and the one code path that turns records into lines.
 
-use std::fmt::Write as _;
-
 use anstyle::Style;
 
 use super::json::{self, Entry};
@@ -10,6 +8,7 @@ use super::style::{Codes, overlay, parse_style};
 use super::timestamp::{TimestampCache, TimestampFormat};
 use super::{FormatError, Renderer};
 use crate::abi::{Level, Record};
+use crate::escape::{push_escaped, push_json_escaped};
 
 mod keyed;
 
@@ -418,56 +417,6 @@ impl Layout {
     }
 }
 
-/// Whether `text` may hold a character that [`push_escaped`] escapes.
-fn may_need_escape(text: &str) -> bool {
-    // No early exit: this form compiles to a vector loop, faster on short texts too.
-    text.bytes().fold(false, |found, b| {
-        found | ((b < 0x20) & (b != b'\t')) | (b == 0x7f) | (b == 0xc2)
-    })
-}
-
-/// Appends JSON text with its control characters made harmless and the JSON kept valid: C0
-/// controls can only be whitespace between tokens there and become spaces (tabs are kept);
-/// DEL and C1 controls, which JSON strings may hold raw, become `\u` escapes.
-fn push_json_escaped(out: &mut String, json: &str) {
-    if !may_need_escape(json) {
-        out.push_str(json);
-        return;
-    }
-    for c in json.chars() {
-        match c {
-            '\t' => out.push('\t'),
-            '\0'..='\x1f' => out.push(' '),
-            '\x7f' | '\u{80}'..='\u{9f}' => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            _ => out.push(c),
-        }
-    }
-}
-
-/// Appends `text` with C0 controls (but tab), DEL and C1 controls written as escapes.
-fn push_escaped(out: &mut String, text: &str) {
-    if !may_need_escape(text) {
-        out.push_str(text);
-        return;
-    }
-    for c in text.chars() {
-        match c {
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push('\t'),
-            '\0'..='\x1f' | '\x7f' => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            '\u{80}'..='\u{9f}' => {
-                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
-            }
-            _ => out.push(c),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use chrono::{DateTime, Local, Utc};
@@ -634,6 +583,29 @@ mod tests {
         assert_eq!(plain(&l, &r), "a\\nb\\r\\x1b[31m\tc\\x7f\\u{9b}é°\n");
         let l = layout(r#"{"fields": ["message"], "escape_control_characters": false}"#);
         assert_eq!(plain(&l, &r), "a\nb\r\x1b[31m\tc\x7f\u{9b}é°\n");
+    }
+
+    #[test]
+    fn bidi_characters_are_escaped_unless_asked() {
+        let r = Record::new(
+            "",
+            TS,
+            Level::INFO,
+            "",
+            "",
+            "a\u{202e}b\u{2067}c\u{2069}\u{200f}\u{61c}—",
+        )
+        .with_attributes("{\"u\":\"x\\u202dy\",\"o\":{\"k\":\"\u{2066}\"}}");
+        let l = layout(r#"{"fields": ["message", "attr.u", "attributes"]}"#);
+        assert_eq!(
+            plain(&l, &r),
+            "a\\u{202e}b\\u{2067}c\\u{2069}\\u{200f}\\u{61c}— x\\u{202d}y o={\"k\":\"\\u2066\"}\n"
+        );
+        let l = layout(r#"{"fields": ["message"], "escape_control_characters": false}"#);
+        assert_eq!(
+            plain(&l, &r),
+            "a\u{202e}b\u{2067}c\u{2069}\u{200f}\u{61c}—\n"
+        );
     }
 
     #[test]

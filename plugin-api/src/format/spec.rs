@@ -66,9 +66,11 @@ pub struct LayoutSpec {
     /// Written between two `key=value` pairs of `attributes`. Default: `" "`.
     #[serde(default = "default_attribute_separator")]
     pub attribute_separator: String,
-    /// Writes control characters found in the records' text as escapes (`\n`, `\r`, `\x1b`,
-    /// `\u{9b}`), so that one record is one line and no record can send escape sequences to a
-    /// terminal. Tabs are kept. Default: `true`.
+    /// Writes control characters and bidirectional formatting characters found in the records'
+    /// text as escapes (`\n`, `\r`, `\x1b`, `\u{9b}`, `\u{202e}`; `\u202e` inside JSON), so
+    /// that one record is one line, no record can send escape sequences to a terminal and none
+    /// can reorder how the text after it is shown. Tabs are kept. The set is
+    /// [`escape`](crate::escape)'s. Default: `true`.
     #[serde(default = "default_escape_control_characters")]
     pub escape_control_characters: bool,
     /// Styles by field name (see the table above), plus `separator` for the separators.

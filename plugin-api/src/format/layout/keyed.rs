@@ -10,8 +10,9 @@
 
 use std::fmt::Write as _;
 
-use super::{Field, Layout, push_json_escaped};
+use super::{Field, Layout};
 use crate::abi::Record;
+use crate::escape::{is_bidi_control, needs_escape, push_json_char_escape, push_json_escaped};
 use crate::format::json;
 use crate::format::spec::LevelCase;
 use crate::format::timestamp::TimestampCache;
@@ -252,7 +253,8 @@ impl Layout {
 }
 
 /// Whether `text` can be a bare logfmt value: not empty, and no space, `=`, quote, backslash or
-/// control character (C1 controls count only when they are escaped).
+/// control character (C1 controls and bidirectional formatting characters count only when they
+/// are escaped).
 fn is_bare(text: &str, escape_control: bool) -> bool {
     !text.is_empty()
         && text.bytes().all(|b| {
@@ -263,6 +265,9 @@ fn is_bare(text: &str, escape_control: bool) -> bool {
                 && b != 0x7f
                 && !(escape_control && b == 0xc2)
         })
+        && !(escape_control
+            && text.bytes().any(|b| b == 0xd8 || b == 0xe2)
+            && text.contains(is_bidi_control))
 }
 
 fn push_logfmt_text(out: &mut String, text: &str, escape_control: bool) {
@@ -280,7 +285,7 @@ fn push_logfmt_key(out: &mut String, key: &str) {
         return;
     }
     for c in key.chars() {
-        if c.is_control() || c == ' ' || c == '=' || c == '"' || c == '\\' {
+        if c.is_control() || is_bidi_control(c) || c == ' ' || c == '=' || c == '"' || c == '\\' {
             out.push('_');
         } else {
             out.push(c);
@@ -295,7 +300,8 @@ fn requote_json(out: &mut String, start: usize, escape_control: bool) {
 }
 
 /// Appends `text` as a JSON string with its quotes. Quote, backslash and C0 controls are always
-/// escaped (JSON requires it); DEL and C1 controls too when `escape_control` is set.
+/// escaped (JSON requires it); DEL, C1 controls and bidirectional formatting characters too when
+/// `escape_control` is set.
 pub(crate) fn push_json_string(out: &mut String, text: &str, escape_control: bool) {
     out.push('"');
     let bytes = text.as_bytes();
@@ -306,10 +312,23 @@ pub(crate) fn push_json_string(out: &mut String, text: &str, escape_control: boo
         let needs = b < 0x20
             || b == b'"'
             || b == b'\\'
-            || (escape_control
-                && (b == 0x7f || (b == 0xc2 && matches!(bytes.get(i + 1), Some(0x80..=0x9f)))));
+            || (escape_control && matches!(b, 0x7f | 0xc2 | 0xd8 | 0xe2));
         if !needs {
             i += 1;
+            continue;
+        }
+        if b >= 0x80 {
+            // The lead byte of a character (0xc2, 0xd8, 0xe2 are never continuation bytes):
+            // escaped only if it is a C1 control or a bidirectional formatting character.
+            match text[i..].chars().next() {
+                Some(c) if needs_escape(c) => {
+                    out.push_str(&text[clean..i]);
+                    push_json_char_escape(out, c);
+                    i += c.len_utf8();
+                    clean = i;
+                }
+                _ => i += 1,
+            }
             continue;
         }
         out.push_str(&text[clean..i]);
@@ -319,10 +338,6 @@ pub(crate) fn push_json_string(out: &mut String, text: &str, escape_control: boo
             b'\n' => out.push_str("\\n"),
             b'\r' => out.push_str("\\r"),
             b'\t' => out.push_str("\\t"),
-            0xc2 => {
-                let _ = write!(out, "\\u{:04x}", bytes[i + 1]);
-                i += 1;
-            }
             _ => {
                 let _ = write!(out, "\\u{b:04x}");
             }
@@ -413,6 +428,38 @@ mod tests {
         assert_eq!(
             keyed(&l, KeyedFormat::Logfmt, &r),
             "timestamp=\"2023-11-14 22:13\"\n"
+        );
+    }
+    #[test]
+    fn bidi_characters_are_escaped_in_both_formats_unless_asked() {
+        let r = Record::new("i", TS, Level::INFO, "p", "m", "abc\u{202e}fed\u{2066}—°")
+            .with_attributes("{\"k\\u202e\":\"v\\u2067w\",\"plain\":\"x\u{61c}y\"}");
+        let l = layout(r#"{"fields": ["message", "attributes"]}"#);
+        let line = keyed(&l, KeyedFormat::Json, &r);
+        assert_eq!(
+            line,
+            "{\"message\":\"abc\\u202efed\\u2066—°\",\
+             \"attributes\":{\"k\\u202e\":\"v\\u2067w\",\"plain\":\"x\\u061cy\"}}\n"
+        );
+        let v: serde_json::Value = serde_json::from_str(line.trim_end()).expect("valid JSON");
+        assert_eq!(v["message"], "abc\u{202e}fed\u{2066}—°");
+        assert_eq!(
+            keyed(&l, KeyedFormat::Logfmt, &r),
+            "message=\"abc\\u202efed\\u2066—°\" k_=\"v\\u2067w\" plain=\"x\\u061cy\"\n"
+        );
+        // Text with no bidi character but the same lead bytes stays bare.
+        let r = Record::new("i", TS, Level::INFO, "p", "m", "a—b…c\u{61b}");
+        assert_eq!(keyed(&l, KeyedFormat::Logfmt, &r), "message=a—b…c\u{61b}\n");
+
+        let raw = layout(r#"{"fields": ["message"], "escape_control_characters": false}"#);
+        let r = Record::new("i", TS, Level::INFO, "p", "m", "abc\u{202e}fed");
+        assert_eq!(
+            keyed(&raw, KeyedFormat::Json, &r),
+            "{\"message\":\"abc\u{202e}fed\"}\n"
+        );
+        assert_eq!(
+            keyed(&raw, KeyedFormat::Logfmt, &r),
+            "message=abc\u{202e}fed\n"
         );
     }
 }

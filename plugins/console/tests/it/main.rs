@@ -76,6 +76,34 @@ fn default_layout_into_a_file_has_no_colour() {
 }
 
 #[test]
+fn control_and_bidi_characters_in_records_are_shown_escaped() {
+    let hostile = Record::new(
+        "x\u{202e}",
+        TS,
+        Level::INFO,
+        "shop\x1b[2J",
+        "",
+        "\x1b]0;owned\x07a\nb\x7f\u{9b}31m\u{85}\u{202e}evil\u{2066}\u{2069}\u{200f}\u{61c}\tend",
+    )
+    .with_attributes(r#"{"u":"\u202dx\u001b","o":["\u2067"]}"#);
+    for color in ["never", "always"] {
+        let out = output_of(
+            &format!(
+                "color = \"{color}\"\n[layout]\nfields = [\"project\", \"id\", \"message\", \"attributes\"]\n\
+                 styles = {{}}\nlevel_styles = {{}}\nline_styles = {{}}\n"
+            ),
+            std::slice::from_ref(&hostile),
+        );
+        assert_eq!(
+            out,
+            "shop\\x1b[2J x\\u{202e} \\x1b]0;owned\\x07a\\nb\\x7f\\u{9b}31m\\u{85}\\u{202e}evil\
+             \\u{2066}\\u{2069}\\u{200f}\\u{61c}\tend u=\"\\u202dx\\u001b\" o=[\"\\u2067\"]\n",
+            "color = {color}"
+        );
+    }
+}
+
+#[test]
 fn never_writes_no_escape_codes_even_with_styles() {
     let out = output_of(
         "color = \"never\"\n[layout]\nfields = [\"level\", \"message\"]\n\
