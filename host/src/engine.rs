@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use abi_stable::std_types::RSlice;
 use logrelay_plugin_api::abi::{HandleBatchFlagged, PluginBox};
+use logrelay_plugin_api::refusal::one_line;
 use logrelay_plugin_api::{ErrorKind, PluginError, Record, RecordFlags};
 use tokio::sync::mpsc;
 
@@ -345,8 +346,9 @@ impl Tracker {
         }
     }
 
-    /// An instance is done with a batch; `failed` are batch indices it could not take.
-    fn settle(&self, batch_id: u64, inst: usize, failed: &[u32], reason: &str) {
+    /// An instance is done with a batch; `failed` are batch indices it could not take, each
+    /// with its reason.
+    fn settle(&self, batch_id: u64, inst: usize, failed: Vec<(u32, String)>) {
         let mut st = self.lock();
         let Some(p) = st.pending.get_mut(&batch_id) else {
             return;
@@ -355,8 +357,8 @@ impl Tracker {
             return;
         };
         p.waiting.swap_remove(pos);
-        for i in failed {
-            p.failed.entry(*i).or_insert_with(|| reason.to_owned());
+        for (i, reason) in failed {
+            p.failed.entry(i).or_insert(reason);
         }
         if p.waiting.is_empty()
             && let Some(p) = st.pending.remove(&batch_id)
@@ -1116,9 +1118,12 @@ struct Worker {
     coalesce_max: usize,
 }
 
+#[derive(Clone)]
 enum Outcome {
     Accepted,
-    Rejected(Vec<u32>, String),
+    /// Refused records, by index (ascending, each once), each with its own reason; then the
+    /// refusal's summary, for the log.
+    Rejected(Vec<(u32, String)>, String),
     /// Refused without naming records: all of them.
     RejectedAll(String),
     Failed(String),
@@ -1252,22 +1257,33 @@ impl Worker {
                     }
                 }
                 ErrorKind::PERMANENT => {
-                    let named: Vec<u32> = e
+                    let mut named: Vec<u32> = e
                         .bad_records
                         .iter()
                         .copied()
                         .filter(|i| (*i as usize) < records.len())
                         .collect();
-                    let reason = format!("refused by `{}`: {}", self.inst.spec.name, e.message);
+                    named.sort_unstable();
+                    named.dedup();
+                    // Each record gets its own reason where the message has one
+                    // (logrelay_plugin_api::refusal), else the summary; all on one line, as
+                    // each becomes a dead letter's reason header.
+                    let reasons = e.record_reasons();
+                    let name = &self.inst.spec.name;
+                    let summary = format!("refused by `{name}`: {}", reasons.summary());
                     // None named (or only indices outside the batch): the whole batch is bad.
                     return if named.is_empty() {
-                        Outcome::RejectedAll(reason)
+                        Outcome::RejectedAll(summary)
                     } else {
-                        Outcome::Rejected(named, reason)
+                        let named = named
+                            .into_iter()
+                            .map(|i| (i, format!("refused by `{name}`: {}", reasons.get(i))))
+                            .collect();
+                        Outcome::Rejected(named, summary)
                     };
                 }
                 _ => {
-                    let reason = format!("{} error: {}", e.kind, e.message);
+                    let reason = format!("{} error: {}", e.kind, one_line(&e.message));
                     self.inst.disable(&reason);
                     return Outcome::Failed(self.disabled_message());
                 }
@@ -1277,26 +1293,28 @@ impl Worker {
 
     /// Splits the outcome of one call over several jobs back into each job's outcome.
     fn report_merged(&self, jobs: &[Job], outcome: Outcome) {
+        let (bad, summary) = match outcome {
+            Outcome::Rejected(bad, summary) => (bad, summary),
+            other => {
+                for job in jobs {
+                    self.report(job, other.clone());
+                }
+                return;
+            }
+        };
+        // The indices are ascending: each job takes the next run of them.
+        let mut bad = bad.into_iter().peekable();
         let mut start = 0u32;
         for job in jobs {
             let len = job.records().len() as u32;
-            let own = match &outcome {
-                Outcome::Accepted => Outcome::Accepted,
-                Outcome::Failed(reason) => Outcome::Failed(reason.clone()),
-                Outcome::Abandoned => Outcome::Abandoned,
-                Outcome::RejectedAll(reason) => Outcome::RejectedAll(reason.clone()),
-                Outcome::Rejected(bad, reason) => {
-                    let mine: Vec<u32> = bad
-                        .iter()
-                        .filter(|i| (start..start + len).contains(*i))
-                        .map(|i| i - start)
-                        .collect();
-                    if mine.is_empty() {
-                        Outcome::Accepted
-                    } else {
-                        Outcome::Rejected(mine, reason.clone())
-                    }
-                }
+            let mut mine = Vec::new();
+            while let Some((i, reason)) = bad.next_if(|(i, _)| *i < start + len) {
+                mine.push((i - start, reason));
+            }
+            let own = if mine.is_empty() {
+                Outcome::Accepted
+            } else {
+                Outcome::Rejected(mine, summary.clone())
             };
             self.report(job, own);
             start += len;
@@ -1313,15 +1331,21 @@ impl Worker {
                 stats.batches_ok.fetch_add(1, Ordering::Relaxed);
                 stats.records_ok.fetch_add(n, Ordering::Relaxed);
                 if required {
-                    self.tracker.settle(job.batch.id, self.inst.index, &[], "");
+                    self.tracker
+                        .settle(job.batch.id, self.inst.index, Vec::new());
                 }
             }
-            Outcome::Rejected(bad, reason) => {
-                let bad = bad.into_iter().map(|i| job.origin(i)).collect();
-                self.report_refused(job, bad, &reason);
+            Outcome::Rejected(bad, summary) => {
+                let bad = bad
+                    .into_iter()
+                    .map(|(i, reason)| (job.origin(i), reason))
+                    .collect();
+                self.report_refused(job, bad, &summary);
             }
             Outcome::RejectedAll(reason) => {
-                let bad = (0..n as u32).map(|i| job.origin(i)).collect();
+                let bad = (0..n as u32)
+                    .map(|i| (job.origin(i), reason.clone()))
+                    .collect();
                 self.report_refused(job, bad, &reason);
             }
             Outcome::Failed(reason) => {
@@ -1339,8 +1363,8 @@ impl Worker {
     }
 
     /// Counts and settles the records of `job` the instance refused (`bad`: indices in the
-    /// dispatched batch).
-    fn report_refused(&self, job: &Job, bad: Vec<u32>, reason: &str) {
+    /// dispatched batch, each with its reason; `summary`: the refusal's summary, for the log).
+    fn report_refused(&self, job: &Job, bad: Vec<(u32, String)>, summary: &str) {
         let stats = &self.inst.stats;
         let n = job.records().len() as u64;
         stats.batches_failed.fetch_add(1, Ordering::Relaxed);
@@ -1350,10 +1374,12 @@ impl Worker {
         stats
             .records_ok
             .fetch_add(n.saturating_sub(bad.len() as u64), Ordering::Relaxed);
-        tracing::warn!(plugin = %self.inst.spec.name, records = bad.len(), reason = %reason, "Records refused.");
+        tracing::warn!(plugin = %self.inst.spec.name, records = bad.len(), reason = %summary, "Records refused.");
+        for (index, reason) in &bad {
+            tracing::trace!(plugin = %self.inst.spec.name, index, reason = %reason, "Record refused.");
+        }
         if self.inst.spec.delivery == Delivery::Required {
-            self.tracker
-                .settle(job.batch.id, self.inst.index, &bad, reason);
+            self.tracker.settle(job.batch.id, self.inst.index, bad);
         }
     }
 }

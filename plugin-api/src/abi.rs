@@ -217,7 +217,9 @@ impl fmt::Display for ErrorKind {
 pub struct PluginError {
     /// What the host should do about it.
     pub kind: ErrorKind,
-    /// Lowercase, no trailing period, saying what went wrong and what to do.
+    /// Lowercase, no trailing period, saying what went wrong and what to do. With refused
+    /// records, a summary line and then one line of reasons per record or group of records, as
+    /// [`crate::refusal`] says ([`PluginError::with_refused`] writes it).
     pub message: RString,
     /// For transient errors: wait at least this long before retrying.
     pub retry_after_ms: ROption<u64>,
@@ -262,7 +264,8 @@ impl PluginError {
         self
     }
 
-    /// Names the records of the batch (by index) that were refused.
+    /// Names the records of the batch (by index) that were refused, all for the reason in the
+    /// message. To give each its own reason, use [`PluginError::with_refused`].
     pub fn with_bad_records(mut self, indices: impl IntoIterator<Item = u32>) -> PluginError {
         self.bad_records = indices.into_iter().collect();
         self

@@ -78,6 +78,7 @@ pub mod export;
 #[cfg(feature = "format")]
 pub mod format;
 mod plugin;
+pub mod refusal;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -2,7 +2,7 @@
 //!
 //! The class alone decides what the host does: `config` stops start-up, `transient` makes the
 //! host retry the same batch with backoff, `permanent` dead-letters the records named bad (the
-//! whole batch when none are named), `fatal` disables the instance.
+//! whole batch when none are named), each with its own reason, `fatal` disables the instance.
 
 use std::error::Error as _;
 use std::path::PathBuf;
@@ -47,12 +47,12 @@ pub enum TemplateError {
         path: PathBuf,
     },
     /// Some records of a batch cannot ever be written.
-    #[error("{} record(s) refused; the first: {first_reason}", indices.len())]
+    #[error("{} of {batch} record(s) refused (the others are written)", refused.len())]
     Refused {
-        /// Their indices in the batch.
-        indices: Vec<u32>,
-        /// Why the first of them was refused.
-        first_reason: String,
+        /// Their indices in the batch, each with why it was refused.
+        refused: Vec<(u32, String)>,
+        /// How many records the batch had.
+        batch: usize,
     },
 }
 
@@ -81,8 +81,9 @@ impl From<TemplateError> for PluginError {
                 PluginError::transient(message).with_retry_after(WRITE_RETRY_AFTER)
             }
             TemplateError::Gone { .. } => PluginError::transient(message),
-            TemplateError::Refused { indices, .. } => {
-                PluginError::permanent(message).with_bad_records(indices)
+            // Each refused record is dead-lettered with its own reason.
+            TemplateError::Refused { refused, .. } => {
+                PluginError::permanent(message).with_refused(refused)
             }
         }
     }
@@ -111,10 +112,16 @@ mod tests {
         let e = PluginError::from(TemplateError::Open { path, source: io() });
         assert_eq!(e.kind, ErrorKind::CONFIG);
         let e = PluginError::from(TemplateError::Refused {
-            indices: vec![2, 5],
-            first_reason: "too long".into(),
+            refused: vec![(2, "too long".into()), (5, "not JSON".into())],
+            batch: 8,
         });
         assert_eq!(e.kind, ErrorKind::PERMANENT);
         assert_eq!(e.bad_records.as_slice(), &[2, 5]);
+        assert_eq!(e.reason_for(2), "too long");
+        assert_eq!(e.reason_for(5), "not JSON");
+        assert_eq!(
+            e.record_reasons().summary(),
+            "2 of 8 record(s) refused (the others are written)"
+        );
     }
 }

@@ -9,9 +9,9 @@
 //!
 //! A batch is accepted only once it is written (and, by default, synced to disk). A record that
 //! can never be written (its line longer than `max_line_bytes`, or attributes that are not a
-//! JSON object) is refused by index, so the host dead-letters it alone. A failed write is
-//! transient: the host retries the batch. `request("stats", "")` answers
-//! `{"lines":…,"bytes":…,"refused":…}`. See README.md for the options.
+//! JSON object) is refused by index with its own reason, so the host dead-letters it alone,
+//! saying why. A failed write is transient: the host retries the batch. `request("stats", "")`
+//! answers `{"lines":…,"bytes":…,"refused":…}`. See README.md for the options.
 
 mod config;
 mod error;

@@ -47,8 +47,8 @@ struct Line<'a> {
 struct Written {
     lines: u64,
     bytes: u64,
-    refused: Vec<u32>,
-    first_reason: Option<String>,
+    /// Records that can never be written: their index and why.
+    refused: Vec<(u32, String)>,
 }
 
 impl Plugin for Template {
@@ -101,8 +101,8 @@ impl Plugin for Template {
             .fetch_add(written.refused.len() as u64, Ordering::Relaxed);
         // The good records are on disk: naming only the bad ones lets the host accept the rest.
         Err(TemplateError::Refused {
-            indices: written.refused,
-            first_reason: written.first_reason.unwrap_or_default(),
+            refused: written.refused,
+            batch: batch.len(),
         }
         .into())
     }
@@ -160,7 +160,6 @@ impl Template {
             lines: 0,
             bytes: 0,
             refused: Vec::new(),
-            first_reason: None,
         };
         for (index, record) in batch.iter().enumerate() {
             let start = buf.len();
@@ -168,8 +167,7 @@ impl Template {
                 Ok(()) => written.lines += 1,
                 Err(reason) => {
                     buf.truncate(start);
-                    written.refused.push(index as u32);
-                    written.first_reason.get_or_insert(reason);
+                    written.refused.push((index as u32, reason));
                 }
             }
         }

@@ -6,7 +6,8 @@ use std::time::{Duration, Instant};
 
 use crate::common::broker_shared;
 use crate::common::{
-    AMQP_URL, declare, delete, logs, plugin_dir, rabbit, read_ids, ready, unique, wait_until,
+    AMQP_URL, TestDb, declare, delete, logs, plugin_dir, rabbit, read_ids, ready, unique,
+    wait_until,
 };
 
 /// The binary, run in `dir` with an empty .env and the given environment.
@@ -545,39 +546,6 @@ async fn reload_by_command_and_by_sighup_and_a_bad_config_is_refused() {
     sigterm(&host);
     assert!(wait_exit(&mut host, Duration::from_secs(20)).success());
     delete(&ch, &queue).await;
-}
-
-/// A fresh PostgreSQL database on 127.0.0.1, dropped at the end.
-struct TestDb(String);
-
-impl TestDb {
-    fn new() -> TestDb {
-        let name = unique("sql").replace('-', "_");
-        let out = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!("CREATE DATABASE {name}"))
-            .output()
-            .expect("psql must be installed to run this test");
-        assert!(
-            out.status.success(),
-            "PostgreSQL is not reachable on 127.0.0.1:5432 (start it with scripts/services): {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        TestDb(name)
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:5432/{}", self.0)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = Command::new("psql")
-            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
-            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
-            .output();
-    }
 }
 
 #[test]

@@ -231,3 +231,36 @@ pub fn logs(prefix: &str, n: usize) -> Vec<String> {
         })
         .collect()
 }
+
+/// A fresh PostgreSQL database on 127.0.0.1, dropped at the end.
+pub struct TestDb(String);
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        let name = unique("db").replace('-', "_");
+        let out = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!("CREATE DATABASE {name}"))
+            .output()
+            .expect("psql must be installed to run this test");
+        assert!(
+            out.status.success(),
+            "PostgreSQL is not reachable on 127.0.0.1:5432 (start it with scripts/services): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        TestDb(name)
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:5432/{}", self.0)
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = Command::new("psql")
+            .args(["-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-c"])
+            .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
+            .output();
+    }
+}

@@ -9,7 +9,7 @@ use logrelay_plugin_api::RecordFlags;
 use logrelay_plugin_api::testing::sample_records;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::common::{options, parse_config, read_ids, wait_until};
+use crate::common::{TestDb, options, parse_config, read_ids, wait_until};
 
 fn batch(engine: &Engine, n: usize) -> Batch {
     Batch {
@@ -95,6 +95,49 @@ async fn permanent_refusals_name_exactly_the_bad_records() {
         "{:?}",
         c.failed
     );
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_record_refused_by_the_store_carries_its_own_reason_on_one_line() {
+    let db = TestDb::new();
+    let (engine, mut done) = start(&format!(
+        "[plugins.store]\ntype = \"timescale\"\nconfig = {{ url = {:?} }}\n",
+        db.url()
+    ));
+    let mut records = sample_records(5);
+    records[0].project = "sh\0p".into();
+    records[2].message = "NUL \0 inside".into();
+    records[3] = records[3].clone().with_attributes("not json");
+    engine
+        .dispatch(Batch {
+            id: engine.next_batch_id(),
+            records,
+            flags: Vec::new(),
+            deliveries: vec![DeliveryRef {
+                generation: 1,
+                tag: 1,
+            }],
+        })
+        .await;
+    let c = next(&mut done).await;
+    let expected = [
+        (0, "refused by `store`: `project` contains a NUL byte"),
+        (2, "refused by `store`: `message` contains a NUL byte"),
+        (3, "refused by `store`: `attributes` is not a JSON object"),
+    ];
+    assert_eq!(c.failed.len(), expected.len(), "{:?}", c.failed);
+    for ((index, reason), (want_index, want)) in c.failed.iter().zip(expected) {
+        assert_eq!(*index, want_index, "{:?}", c.failed);
+        assert!(reason.starts_with(want), "record {index}: {reason}");
+        assert!(!reason.contains(['\n', '\r']), "record {index}: {reason:?}");
+    }
+    let stats = &engine.instances()[0].stats;
+    assert_eq!(stats.records_rejected.load(Ordering::Relaxed), 3);
+    assert_eq!(stats.records_ok.load(Ordering::Relaxed), 2);
+    let answer = engine.request("store", "stats", "{}").expect("stats");
+    let answer: serde_json::Value = serde_json::from_str(&answer).expect("stats is JSON");
+    assert_eq!(answer["total"], 2, "the good records are stored: {answer}");
     engine.shutdown(Instant::now() + Duration::from_secs(5));
 }
 

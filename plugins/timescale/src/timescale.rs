@@ -135,7 +135,8 @@ impl Timescale {
 }
 
 impl Timescale {
-    /// Writes a batch; refused records are named in a permanent error, the others are stored.
+    /// Writes a batch; refused records are named in a permanent error, each with its own
+    /// reason (`PluginError::with_refused`); the others are stored.
     async fn store(
         &self,
         batch: &[Record],
@@ -145,19 +146,15 @@ impl Timescale {
             return Ok(());
         }
         let (_, refused) = self.api.writer.write(batch, flags).await?;
-        match refused.first() {
-            None => Ok(()),
-            Some((i, reason)) => Err(PluginError::permanent(format!(
-                "{} of {} records refused (the others are stored); the first, id `{}`: {reason}",
-                refused.len(),
-                batch.len(),
-                batch
-                    .get(*i as usize)
-                    .map(|r| r.id.as_str())
-                    .unwrap_or_default()
-            ))
-            .with_bad_records(refused.iter().map(|(i, _)| *i))),
+        if refused.is_empty() {
+            return Ok(());
         }
+        Err(PluginError::permanent(format!(
+            "{} of {} records refused (the others are stored)",
+            refused.len(),
+            batch.len()
+        ))
+        .with_refused(refused))
     }
 }
 

@@ -76,8 +76,12 @@ fn refuses_unwritable_records_by_index_and_writes_the_rest() {
     let err = h.handle_batch(&batch).expect_err("two records refused");
     assert_eq!(err.kind, ErrorKind::PERMANENT);
     assert_eq!(err.bad_records.as_slice(), &[1, 3]);
-    assert!(err.message.contains("record `long`"), "{err}");
-    assert!(err.message.contains("max_line_bytes (400)"), "{err}");
+    // Each refused record has its own reason, which the host puts on its dead letter.
+    let reasons = err.record_reasons();
+    assert!(reasons.get(1).contains("record `long`"), "{err}");
+    assert!(reasons.get(1).contains("max_line_bytes (400)"), "{err}");
+    assert!(reasons.get(3).contains("not a JSON object"), "{err}");
+    assert!(!reasons.get(3).contains("max_line_bytes"), "{err}");
 
     let ids: Vec<Value> = lines(&path).iter().map(|l| json(l)["id"].clone()).collect();
     assert_eq!(ids, ["rec-0", "rec-2"]);

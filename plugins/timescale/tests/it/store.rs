@@ -263,15 +263,11 @@ fn refused_rows_are_named_and_the_good_ones_stored() {
     assert_eq!(crate::common::ids(&err), vec!["r000013"]);
 }
 
-#[test]
-fn rows_over_postgres_limits_are_refused_not_retried_forever() {
-    let _pg = pg_shared();
-    let db = TestDb::new();
-    let h = db.start("");
-    let mut batch = records(0, 5);
-    // An id no B-tree entry can hold (SQLSTATE 54000): incompressible text over 2704 bytes.
+/// Incompressible text over the 2704 bytes a B-tree entry can hold, so that PostgreSQL refuses
+/// a row whose indexed column holds it (SQLSTATE 54000).
+fn over_btree_limit() -> String {
     let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let long: String = (0..3200)
+    (0..3200)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -281,8 +277,65 @@ fn rows_over_postgres_limits_are_refused_not_retried_forever() {
                     [(x % 62) as usize],
             )
         })
-        .collect();
-    batch[1].id = long.as_str().into();
+        .collect()
+}
+
+#[test]
+fn each_refused_record_gets_its_own_reason() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let mut batch = records(0, 7);
+    batch[0].project = "sh\0p".into();
+    // Over the limit of the (module, ts, id) index: found by the server, the batch is bisected.
+    batch[1].module = over_btree_limit().as_str().into();
+    batch[3].message = "NUL \0 inside".into();
+    batch[4].project = over_btree_limit().as_str().into();
+    batch[5] = batch[5].clone().with_attributes(r#"{"k\u0000":1}"#);
+    // 2 and 6 are good.
+    let err = h.handle_batch(&batch).expect_err("bad rows");
+    assert_eq!(err.kind, ErrorKind::PERMANENT, "{err}");
+    assert_eq!(err.bad_records.as_slice(), &[0, 1, 3, 4, 5], "{err}");
+    let reasons = err.record_reasons();
+    assert_eq!(
+        reasons.summary(),
+        "5 of 7 records refused (the others are stored)",
+        "{err}"
+    );
+    let expect = [
+        (0, "`project` contains a NUL byte"),
+        (1, "refused by PostgreSQL: index row size"),
+        (3, "`message` contains a NUL byte"),
+        (4, "refused by PostgreSQL: index row size"),
+        (
+            5,
+            "refused by PostgreSQL: unsupported Unicode escape sequence",
+        ),
+    ];
+    for (i, start) in expect {
+        let reason = reasons
+            .own(i)
+            .unwrap_or_else(|| panic!("no reason for {i}: {err}"));
+        assert!(reason.starts_with(start), "record {i}: {reason}");
+        assert!(!reason.contains('\n'), "record {i}: {reason}");
+    }
+    assert!(reasons.get(1).contains("module_ts_idx"), "{err}");
+    assert!(reasons.get(4).contains("project_ts_idx"), "{err}");
+    assert_eq!(reasons.own(2), None);
+    assert_eq!(reasons.own(6), None);
+    assert_eq!(count(&h), 2, "the good records are stored");
+    let stored = ok(&h, "query", json!({"ids": ["r000002", "r000006"]}));
+    assert_eq!(crate::common::ids(&stored).len(), 2, "{stored}");
+}
+
+#[test]
+fn rows_over_postgres_limits_are_refused_not_retried_forever() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let mut batch = records(0, 5);
+    // An id no B-tree entry can hold (SQLSTATE 54000).
+    batch[1].id = over_btree_limit().as_str().into();
     // Attributes nested past jsonb's parser stack (SQLSTATE 54001).
     let depth = 40_000;
     batch[3] = batch[3].clone().with_attributes(format!(
