@@ -44,6 +44,8 @@ fuzz_target!(|data: &[u8]| {
         queue: "logs",
         amqp_timestamp_ns: (flags & 2 != 0).then_some(1_600_000_000_000_000_000),
         message_id: (flags & 1 != 0).then_some("fuzz-message"),
+        fingerprint: logrelay::fingerprint::Fingerprint::of_message(&routing_key, None, None, body),
+        redelivered: flags & 4 != 0,
         received_ns: 1_700_000_000_123_456_789,
         default_project: "default-project",
         default_module: "default-module",

@@ -98,15 +98,15 @@
 //! - **id**: a non-empty string, or an integer (an optional `-` and digits, kept as written, of any
 //!   size); anything else is bad (``field `id` must be a string or an integer, got object``,
 //!   ``field `id` must not be empty``). Missing: `<message id>:<element>` when the AMQP
-//!   `message_id` property is set and not empty (so a redelivered message gets the same ids), else
-//!   a new UUIDv7 whose time part is the time the message was received.
+//!   `message_id` property is set and not empty, else a UUID (version 8) derived from the
+//!   message's fingerprint and the element (see [`crate::fingerprint`]): a redelivered message
+//!   gets the same ids either way.
 //! - **attributes**: every other field, as the text of one JSON object in the order the fields were
 //!   sent (`{}` when there are none). Each value is kept byte for byte as sent, whitespace and
 //!   escapes included; keys are written with minimal JSON escaping (a key sent as `"caf\u00e9"`
 //!   comes out as `"café"`), and no whitespace is added between entries.
 
 use std::borrow::Cow;
-use std::cell::Cell;
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
@@ -114,6 +114,8 @@ use std::ops::Range;
 use logrelay_plugin_api::{Level, Record, RecordFlags};
 use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
+
+use crate::fingerprint::Fingerprint;
 
 /// Where a message came from, and the limits it is decoded under.
 #[derive(Debug, Clone, Copy)]
@@ -126,6 +128,13 @@ pub struct DecodeContext<'a> {
     pub amqp_timestamp_ns: Option<i64>,
     /// The AMQP `message_id` property.
     pub message_id: Option<&'a str>,
+    /// What identifies the message across redeliveries: ids of records that carry none are
+    /// derived from it (see [`crate::fingerprint`]).
+    pub fingerprint: Fingerprint,
+    /// Whether the message may have been handed on before (RabbitMQ's `redelivered` flag). Records
+    /// of a message seen for the first time whose ids the host derived are flagged
+    /// [`RecordFlags::UNSEEN`].
+    pub redelivered: bool,
     /// When the message was received, in nanoseconds since the Unix epoch.
     pub received_ns: i64,
     /// The project of records that name none, when the routing key does not either.
@@ -730,7 +739,7 @@ impl Decoder<'_, '_> {
             }
             Some(slot) => errors.check(string_field(&slot.entry)),
         };
-        let flags = match (&slots.timestamp, self.ctx.amqp_timestamp_ns) {
+        let mut flags = match (&slots.timestamp, self.ctx.amqp_timestamp_ns) {
             (None, None) => RecordFlags::RECEIVE_TIME,
             _ => RecordFlags::NONE,
         };
@@ -755,7 +764,13 @@ impl Decoder<'_, '_> {
             Some(slot) => errors.check(string_field(&slot.entry)),
         };
         let id = match &slots.id {
-            None => Some(self.new_id(index)),
+            None => {
+                let (id, derived) = self.new_id(index);
+                if derived && !self.ctx.redelivered {
+                    flags = flags.with(RecordFlags::UNSEEN);
+                }
+                Some(id)
+            }
             Some(slot) => errors.check(id_field(&slot.entry)),
         };
         match (message, timestamp_ns, level, project, module, id) {
@@ -778,8 +793,9 @@ impl Decoder<'_, '_> {
         }
     }
 
-    /// The id of a record that has none.
-    fn new_id(&self, index: usize) -> Cow<'static, str> {
+    /// The id of a record that has none, and whether the host derived it from the message's
+    /// bytes (rather than from the producer's `message_id`).
+    fn new_id(&self, index: usize) -> (Cow<'static, str>, bool) {
         match self.ctx.message_id {
             Some(id) if !id.is_empty() => {
                 let mut digits = [0u8; 20];
@@ -798,9 +814,9 @@ impl Decoder<'_, '_> {
                 out.push_str(id);
                 out.push(':');
                 out.push_str(std::str::from_utf8(digits).unwrap_or_default());
-                Cow::Owned(out)
+                (Cow::Owned(out), false)
             }
-            _ => Cow::Owned(uuid_v7(self.ctx.received_ns)),
+            _ => (Cow::Owned(self.ctx.fingerprint.record_id(index)), true),
         }
     }
 }
@@ -1277,50 +1293,6 @@ fn escape_into(out: &mut String, s: &str) {
     }
 }
 
-thread_local! {
-    static RNG: Cell<u64> = Cell::new(random_seed());
-}
-
-/// A seed from the OS's randomness (through std's hash keys), the time and the thread.
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::hash::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    hasher.write_u128(now);
-    hasher.write_usize((&raw const hasher).addr());
-    hasher.finish()
-}
-
-/// The next number of a per-thread wyrand generator.
-fn next_random() -> u64 {
-    fn step(state: u64) -> (u64, u64) {
-        let s = state.wrapping_add(0xa076_1d64_78bd_642f);
-        let t = u128::from(s) * u128::from(s ^ 0xe703_7ed1_a0b4_28db);
-        (s, ((t >> 64) as u64) ^ (t as u64))
-    }
-    RNG.try_with(|cell| {
-        let (state, out) = step(cell.get());
-        cell.set(state);
-        out
-    })
-    .unwrap_or_else(|_| step(random_seed()).1)
-}
-
-/// A new UUIDv7 (hyphenated, lowercase) whose time part is `time_ns`.
-fn uuid_v7(time_ns: i64) -> String {
-    let millis = u64::try_from(time_ns.div_euclid(1_000_000)).unwrap_or(0);
-    let (a, b) = (next_random().to_le_bytes(), next_random().to_le_bytes());
-    let mut random = [0u8; 10];
-    for (dst, src) in random.iter_mut().zip(a.iter().chain(&b)) {
-        *dst = *src;
-    }
-    let uuid = uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid();
-    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    uuid.hyphenated().encode_lower(&mut buf).to_owned()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::indexing_slicing, reason = "tests")]
 mod tests {
@@ -1335,6 +1307,8 @@ mod tests {
             queue: "logs",
             amqp_timestamp_ns: None,
             message_id: Some("m1"),
+            fingerprint: Fingerprint(7),
+            redelivered: false,
             received_ns: RECEIVED,
             default_project: "default-project",
             default_module: "default-module",
@@ -2142,25 +2116,40 @@ mod tests {
     }
 
     #[test]
-    fn missing_id_without_message_id_is_a_uuid_v7() {
+    fn missing_id_without_message_id_is_derived_from_the_fingerprint() {
+        use logrelay_plugin_api::RecordFlags as F;
         for message_id in [None, Some("")] {
             let mut c = ctx();
             c.message_id = message_id;
-            let d = decode(br#"[{"message":"a"},{"message":"b"}]"#, &c);
-            let a = uuid::Uuid::parse_str(d.records[0].id.as_str()).unwrap();
-            let b = uuid::Uuid::parse_str(d.records[1].id.as_str()).unwrap();
-            assert_eq!(d.records[0].id.len(), 36);
-            assert_eq!(a.get_version_num(), 7);
-            assert_eq!(a.get_variant(), uuid::Variant::RFC4122);
-            assert_ne!(a, b);
-            let (secs, nanos) = a.get_timestamp().unwrap().to_unix();
-            assert_eq!(
-                i64::try_from(secs).unwrap() * 1_000_000_000 + i64::from(nanos),
-                RECEIVED / 1_000_000 * 1_000_000
+            let d = decode(
+                br#"[{"message":"a"},{"message":"b","id":"own"},{"message":"c"}]"#,
+                &c,
             );
+            assert_eq!(d.records[0].id.as_str(), Fingerprint(7).record_id(0));
+            assert_eq!(d.records[1].id.as_str(), "own");
+            assert_eq!(d.records[2].id.as_str(), Fingerprint(7).record_id(2));
+            // Seen for the first time: only the derived ids are unseen.
+            let unseen = F::RECEIVE_TIME.with(F::UNSEEN);
+            assert_eq!(d.flags, vec![unseen, F::RECEIVE_TIME, unseen]);
+            // A redelivery gives the same ids, and nothing is unseen.
+            c.redelivered = true;
+            c.received_ns += 5_000_000_000;
+            let again = decode(
+                br#"[{"message":"a"},{"message":"b","id":"own"},{"message":"c"}]"#,
+                &c,
+            );
+            let ids = |d: &Decoded| {
+                d.records
+                    .iter()
+                    .map(|r| r.id.to_string())
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(ids(&again), ids(&d));
+            assert_eq!(again.flags, vec![F::RECEIVE_TIME; 3]);
         }
-        let many: HashSet<String> = (0..10_000).map(|_| uuid_v7(RECEIVED)).collect();
-        assert_eq!(many.len(), 10_000);
+        // Ids from the message id are the producer's: never unseen.
+        let d = decode_str(r#"{"message":"m"}"#);
+        assert_eq!(d.flags, vec![F::RECEIVE_TIME]);
     }
 
     // ---- robustness ----

@@ -6,7 +6,7 @@
 //! prefix of delivery tags. A lost connection or channel is retried with exponential backoff and
 //! jitter; what was in flight is redelivered by the broker and handed on again.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -21,11 +21,14 @@ use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
 };
 use logrelay_plugin_api::{Record, RecordFlags};
+use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Settings;
 use crate::decode::{BadElement, DecodeContext, decode};
 use crate::engine::{Batch, Completed, DeliveryRef, Engine, backoff};
+use crate::fingerprint::Fingerprint;
+use crate::journal::CrashJournal;
 
 /// Counters of the intake, for logs and metrics.
 #[derive(Debug, Default)]
@@ -103,27 +106,83 @@ struct Batcher {
     records: Vec<Record>,
     flags: Vec<RecordFlags>,
     deliveries: Vec<DeliveryRef>,
+    /// The redelivered messages among `deliveries`, journaled when the batch is handed on.
+    redelivered: Vec<Fingerprint>,
     started: Option<Instant>,
     max_records: usize,
     max_wait: Duration,
 }
 
 impl Batcher {
-    fn take(&mut self, engine: &Engine) -> Option<Batch> {
+    fn take(&mut self, engine: &Engine) -> Option<(Batch, Vec<Fingerprint>)> {
         if self.deliveries.is_empty() {
             return None;
         }
         self.started = None;
-        Some(Batch {
+        let batch = Batch {
             id: engine.next_batch_id(),
             records: std::mem::replace(&mut self.records, Vec::with_capacity(self.max_records)),
             flags: std::mem::replace(&mut self.flags, Vec::with_capacity(self.max_records)),
             deliveries: std::mem::take(&mut self.deliveries),
-        })
+        };
+        Some((batch, std::mem::take(&mut self.redelivered)))
+    }
+
+    /// Drops what was gathered (the connection it came on is lost: it will be redelivered).
+    fn clear(&mut self) {
+        self.records.clear();
+        self.flags.clear();
+        self.deliveries.clear();
+        self.redelivered.clear();
+        self.started = None;
     }
 
     fn deadline(&self) -> Option<Instant> {
         self.started.map(|s| s + self.max_wait)
+    }
+}
+
+/// What the intake keeps between deliveries: the batch being filled, the crash journal and
+/// what it holds for each batch handed on.
+struct Pipe {
+    engine: Arc<Engine>,
+    batcher: Batcher,
+    log: RateLimitedLog,
+    journal: Option<CrashJournal>,
+    /// The journaled messages of each batch handed on, by batch id, until it completes.
+    journaled: HashMap<u64, Vec<Fingerprint>>,
+    crash_limit: u32,
+}
+
+impl Pipe {
+    /// Hands the batch being filled on, if there is one.
+    async fn flush(&mut self) {
+        if let Some((batch, redelivered)) = self.batcher.take(&self.engine) {
+            self.hand_on(batch, redelivered).await;
+        }
+    }
+
+    /// Journals the batch's redelivered messages (synced), then routes it to the instances.
+    async fn hand_on(&mut self, batch: Batch, redelivered: Vec<Fingerprint>) {
+        if !redelivered.is_empty()
+            && let Some(journal) = &mut self.journal
+        {
+            if let Err(e) = journal.begin(&redelivered) {
+                tracing::warn!(error = %e, "Cannot write the crash journal; a message that stops the host may be redelivered to it again.");
+            }
+            self.journaled.insert(batch.id, redelivered);
+        }
+        self.engine.dispatch(batch).await;
+    }
+
+    /// The batch is done with: its journaled messages did not stop the host.
+    fn forget(&mut self, batch_id: u64) {
+        if let Some(fps) = self.journaled.remove(&batch_id)
+            && let Some(journal) = &mut self.journal
+            && let Err(e) = journal.end(&fps)
+        {
+            tracing::warn!(error = %e, "Cannot write the crash journal.");
+        }
     }
 }
 
@@ -296,21 +355,46 @@ async fn confirmed(confirms: Vec<PublisherConfirm>) -> Result<(), SessionError> 
     Ok(())
 }
 
-/// A record as JSON, for the dead-letter queue.
+/// A record as JSON, for the dead-letter queue. Never fails, whatever the record holds: the
+/// attributes are written as they are when a strict JSON parser reads them, and as one JSON
+/// string (their text) when it does not.
 pub fn record_json(r: &Record) -> String {
-    let attributes: Box<serde_json::value::RawValue> =
-        serde_json::value::RawValue::from_string(r.attributes.to_string())
-            .unwrap_or_else(|_| serde_json::value::RawValue::NULL.to_owned());
-    serde_json::json!({
-        "id": r.id.as_str(),
-        "timestamp_ns": r.timestamp_ns,
-        "level": r.level.name(),
-        "project": r.project.as_str(),
-        "module": r.module.as_str(),
-        "message": r.message.as_str(),
-        "attributes": attributes,
-    })
-    .to_string()
+    #[derive(serde::Serialize)]
+    #[serde(untagged)]
+    enum Attributes<'a> {
+        Json(&'a RawValue),
+        Text(&'a str),
+    }
+    #[derive(serde::Serialize)]
+    struct Out<'a> {
+        attributes: Attributes<'a>,
+        id: &'a str,
+        level: &'static str,
+        message: &'a str,
+        module: &'a str,
+        project: &'a str,
+        timestamp_ns: i64,
+    }
+    let text = r.attributes.as_str();
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    // Only what a strict parser reads back is written as JSON (not a lone surrogate escape, a
+    // number out of range or nesting deeper than 128); the rest as a string, byte for byte.
+    let strict = serde_json::from_str::<serde_json::Value>(text).is_ok();
+    let attributes = match serde_json::from_str::<&RawValue>(text) {
+        Ok(raw) if strict => Attributes::Json(raw),
+        _ => Attributes::Text(text),
+    };
+    let out = Out {
+        attributes,
+        id: r.id.as_str(),
+        level: r.level.name(),
+        message: r.message.as_str(),
+        module: r.module.as_str(),
+        project: r.project.as_str(),
+        timestamp_ns: r.timestamp_ns,
+    };
+    // Serializing strings, an integer and text already checked as JSON cannot fail.
+    serde_json::to_string(&out).unwrap_or_default()
 }
 
 /// Consumes until `shutdown` turns true, then drains and returns. Reconnects by itself.
@@ -323,17 +407,34 @@ pub async fn run(
 ) {
     let mut generation = 0u64;
     let mut attempt = 0u32;
-    let mut log = RateLimitedLog {
-        last: None,
-        suppressed: 0,
+    let journal = match CrashJournal::open(&settings.state_dir, &settings.queue) {
+        Ok(j) => {
+            tracing::info!(path = %j.path().display(), suspects = j.suspects(), "Crash journal open.");
+            Some(j)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "Running without a crash journal: a message that stops the host will be redelivered to it again and again. Set LOGRELAY_STATE_DIR to a writable directory.");
+            None
+        }
     };
-    let mut batcher = Batcher {
-        records: Vec::with_capacity(settings.batch_max_records.get()),
-        flags: Vec::with_capacity(settings.batch_max_records.get()),
-        deliveries: Vec::new(),
-        started: None,
-        max_records: settings.batch_max_records.get(),
-        max_wait: settings.batch_max_wait,
+    let mut pipe = Pipe {
+        engine: engine.clone(),
+        batcher: Batcher {
+            records: Vec::with_capacity(settings.batch_max_records.get()),
+            flags: Vec::with_capacity(settings.batch_max_records.get()),
+            deliveries: Vec::new(),
+            redelivered: Vec::new(),
+            started: None,
+            max_records: settings.batch_max_records.get(),
+            max_wait: settings.batch_max_wait,
+        },
+        log: RateLimitedLog {
+            last: None,
+            suppressed: 0,
+        },
+        journal,
+        journaled: HashMap::new(),
+        crash_limit: settings.crash_limit,
     };
     loop {
         if *shutdown.borrow() {
@@ -388,7 +489,7 @@ pub async fn run(
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         let lost = loop {
-            let deadline = batcher.deadline();
+            let deadline = pipe.batcher.deadline();
             if deadline != armed {
                 if let Some(d) = deadline {
                     timer.as_mut().reset(d.into());
@@ -399,15 +500,13 @@ pub async fn run(
                 biased;
                 _ = shutdown.changed() => break None,
                 Some(done) = completions.recv() => {
-                    if let Err(e) = settle(&mut session, &settings, done, &stats).await {
+                    if let Err(e) = complete(&mut session, &settings, &mut pipe, done, &stats).await {
                         break Some(e.to_string());
                     }
                 }
                 _ = &mut timer, if armed.is_some() => {
                     armed = None;
-                    if let Some(batch) = batcher.take(&engine) {
-                        engine.dispatch(batch).await;
-                    }
+                    pipe.flush().await;
                 }
                 next = consumer.next() => {
                     let mut next = next;
@@ -420,7 +519,7 @@ pub async fn run(
                             Some(Err(e)) => break Some(e.to_string()),
                             None => break Some("the broker cancelled the consumer".into()),
                         };
-                        if let Err(e) = on_delivery(&mut session, &settings, &engine, &mut batcher, &mut log, &stats, delivery).await {
+                        if let Err(e) = on_delivery(&mut session, &settings, &mut pipe, &mut completions, &mut shutdown, &stats, delivery).await {
                             break Some(e);
                         }
                         burst += 1;
@@ -441,24 +540,13 @@ pub async fn run(
         stats.connected.store(false, Ordering::Release);
         match lost {
             None => {
-                drain(
-                    &mut session,
-                    &settings,
-                    &engine,
-                    &mut batcher,
-                    &mut completions,
-                    &stats,
-                )
-                .await;
+                drain(&mut session, &settings, &mut pipe, &mut completions, &stats).await;
                 let _ = session.consume.close(200, "shutting down".into()).await;
                 return;
             }
             Some(reason) => {
                 // Records of this session that were batched but not dispatched will be redelivered.
-                batcher.records.clear();
-                batcher.flags.clear();
-                batcher.deliveries.clear();
-                batcher.started = None;
+                pipe.batcher.clear();
                 tracing::warn!(reason = %reason, "Lost the RabbitMQ connection; reconnecting. Unacknowledged deliveries will be redelivered.");
             }
         }
@@ -466,33 +554,91 @@ pub async fn run(
 }
 
 /// Decodes one delivery, dead-letters its bad parts, and adds its records to the batch
-/// (dispatching the batch when full). Errors are AMQP failures: the session is lost.
-#[allow(clippy::too_many_arguments)]
+/// (dispatching the batch when full). A redelivered message that was being handled when the
+/// host died is handled alone, or dead-lettered once it reached the crash limit (see
+/// [`crate::journal`]). Errors are AMQP failures: the session is lost.
 async fn on_delivery(
     session: &mut Session,
     settings: &Settings,
-    engine: &Engine,
-    batcher: &mut Batcher,
-    log: &mut RateLimitedLog,
+    pipe: &mut Pipe,
+    completions: &mut mpsc::UnboundedReceiver<Completed>,
+    shutdown: &mut watch::Receiver<bool>,
     stats: &IntakeStats,
     delivery: lapin::message::Delivery,
 ) -> Result<(), String> {
     stats.messages.fetch_add(1, Ordering::Relaxed);
     let tag = delivery.delivery_tag;
     session.received(tag);
+    let routing_key = delivery.routing_key.as_str();
+    let message_id = delivery
+        .properties
+        .message_id()
+        .as_ref()
+        .map(|m| m.as_str());
+    let amqp_timestamp = *delivery.properties.timestamp();
+    let fingerprint =
+        Fingerprint::of_message(routing_key, message_id, amqp_timestamp, &delivery.data);
+    let deaths = match &pipe.journal {
+        Some(journal) if delivery.redelivered => journal.deaths(fingerprint),
+        _ => 0,
+    };
+    if deaths >= pipe.crash_limit {
+        let reason = format!(
+            "this message stopped the host {deaths} times while it was being handled (LOGRELAY_CRASH_LIMIT={}); it was not handed on again",
+            pipe.crash_limit
+        );
+        tracing::error!(
+            routing_key,
+            deaths,
+            "A message that keeps stopping the host was sent to the dead-letter queue."
+        );
+        stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        let confirm = dead_letter(
+            session,
+            &settings.queue,
+            &delivery.data,
+            routing_key,
+            &reason,
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        confirmed(vec![confirm]).await.map_err(|e| e.to_string())?;
+        session.mark(tag);
+        session
+            .ack_finished(stats)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(journal) = &mut pipe.journal
+            && let Err(e) = journal.end(&[fingerprint])
+        {
+            tracing::warn!(error = %e, "Cannot write the crash journal.");
+        }
+        return Ok(());
+    }
+    let alone = deaths > 0;
+    if alone {
+        // Nothing else may be with the connectors while it is: should the host die again, this
+        // message alone is to blame.
+        tracing::warn!(
+            routing_key,
+            deaths,
+            "A redelivered message was being handled when the host died; handling it alone."
+        );
+        pipe.flush().await;
+        if !wait_idle(session, settings, pipe, completions, shutdown, stats).await? {
+            return Ok(());
+        }
+    }
     let ctx = DecodeContext {
-        routing_key: delivery.routing_key.as_str(),
+        routing_key,
         queue: &settings.queue,
-        amqp_timestamp_ns: delivery
-            .properties
-            .timestamp()
+        amqp_timestamp_ns: amqp_timestamp
             .and_then(|s| i64::try_from(s).ok())
             .map(|s| s.saturating_mul(1_000_000_000)),
-        message_id: delivery
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|m| m.as_str()),
+        message_id,
+        fingerprint,
+        redelivered: delivery.redelivered,
         received_ns: now_ns(),
         default_project: &settings.default_project,
         default_module: &settings.default_module,
@@ -502,10 +648,9 @@ async fn on_delivery(
     if !decoded.bad.is_empty() {
         let mut confirms = Vec::with_capacity(decoded.bad.len());
         for bad in &decoded.bad {
-            log.bad_input(delivery.routing_key.as_str(), bad);
+            pipe.log.bad_input(routing_key, bad);
             stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
             let body = bad_element_body(&delivery.data, bad);
-            let routing_key = delivery.routing_key.as_str();
             confirms.push(
                 dead_letter(
                     session,
@@ -523,68 +668,113 @@ async fn on_delivery(
     }
     if decoded.records.is_empty() {
         session.mark(tag);
-        return session.ack_finished(stats).await.map_err(|e| e.to_string());
+        session
+            .ack_finished(stats)
+            .await
+            .map_err(|e| e.to_string())?;
+        if alone
+            && let Some(journal) = &mut pipe.journal
+            && let Err(e) = journal.end(&[fingerprint])
+        {
+            tracing::warn!(error = %e, "Cannot write the crash journal.");
+        }
+        return Ok(());
     }
     stats
         .records
         .fetch_add(decoded.records.len() as u64, Ordering::Relaxed);
-    if batcher.records.len() + decoded.records.len() > batcher.max_records
-        && let Some(batch) = batcher.take(engine)
-    {
-        engine.dispatch(batch).await;
+    let batcher = &mut pipe.batcher;
+    if batcher.records.len() + decoded.records.len() > batcher.max_records {
+        pipe.flush().await;
     }
+    let batcher = &mut pipe.batcher;
     batcher.records.extend(decoded.records);
     batcher.flags.extend(decoded.flags);
     batcher.deliveries.push(DeliveryRef {
         generation: session.generation,
         tag,
     });
+    if delivery.redelivered {
+        batcher.redelivered.push(fingerprint);
+    }
     batcher.started.get_or_insert_with(Instant::now);
-    if batcher.records.len() >= batcher.max_records
-        && let Some(batch) = batcher.take(engine)
-    {
-        engine.dispatch(batch).await;
+    if alone || batcher.records.len() >= batcher.max_records {
+        pipe.flush().await;
+    }
+    if alone {
+        wait_idle(session, settings, pipe, completions, shutdown, stats).await?;
     }
     Ok(())
+}
+
+/// Settles completed batches until nothing is with the instances. `Ok(false)` when shutdown
+/// was asked for meanwhile (the caller leaves its delivery to be redelivered).
+async fn wait_idle(
+    session: &mut Session,
+    settings: &Settings,
+    pipe: &mut Pipe,
+    completions: &mut mpsc::UnboundedReceiver<Completed>,
+    shutdown: &mut watch::Receiver<bool>,
+    stats: &IntakeStats,
+) -> Result<bool, String> {
+    loop {
+        while let Ok(done) = completions.try_recv() {
+            complete(session, settings, pipe, done, stats)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        if pipe.engine.pending_batches() == 0 {
+            return Ok(true);
+        }
+        if *shutdown.borrow() {
+            return Ok(false);
+        }
+        tokio::select! {
+            done = completions.recv() => match done {
+                Some(done) => complete(session, settings, pipe, done, stats)
+                    .await
+                    .map_err(|e| e.to_string())?,
+                None => return Ok(false),
+            },
+            _ = shutdown.changed() => return Ok(false),
+        }
+    }
 }
 
 /// On shutdown: dispatch the partial batch, let batches in flight finish and ack them.
 async fn drain(
     session: &mut Session,
     settings: &Settings,
-    engine: &Engine,
-    batcher: &mut Batcher,
+    pipe: &mut Pipe,
     completions: &mut mpsc::UnboundedReceiver<Completed>,
     stats: &IntakeStats,
 ) {
     let deadline = Instant::now() + settings.shutdown_timeout;
-    if let Some(batch) = batcher.take(engine) {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if tokio::time::timeout(left, engine.dispatch(batch))
-            .await
-            .is_err()
-        {
-            tracing::warn!("Shutdown timeout reached while handing on the last batch.");
-        }
+    let left = deadline.saturating_duration_since(Instant::now());
+    if tokio::time::timeout(left, pipe.flush()).await.is_err() {
+        tracing::warn!("Shutdown timeout reached while handing on the last batch.");
     }
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
-        if engine.pending_batches() == 0 {
+        if pipe.engine.pending_batches() == 0 {
             while let Ok(done) = completions.try_recv() {
-                let _ = settle(session, settings, done, stats).await;
+                let _ = complete(session, settings, pipe, done, stats).await;
             }
             break;
         }
         match tokio::time::timeout(left.min(Duration::from_millis(100)), completions.recv()).await {
             Ok(Some(done)) => {
-                if settle(session, settings, done, stats).await.is_err() {
+                if complete(session, settings, pipe, done, stats)
+                    .await
+                    .is_err()
+                {
                     break;
                 }
             }
             Ok(None) => break,
             Err(_) if left.is_zero() => {
                 tracing::warn!(
-                    pending = engine.pending_batches(),
+                    pending = pipe.engine.pending_batches(),
                     "Shutdown timeout reached; unfinished batches stay in the queue."
                 );
                 break;
@@ -592,6 +782,21 @@ async fn drain(
             Err(_) => {}
         }
     }
+}
+
+/// A batch is complete: settle it, and forget its journaled messages (they did not stop the
+/// host, whether or not the ack still reaches the broker).
+async fn complete(
+    session: &mut Session,
+    settings: &Settings,
+    pipe: &mut Pipe,
+    done: Completed,
+    stats: &IntakeStats,
+) -> Result<(), SessionError> {
+    let id = done.batch.id;
+    let settled = settle(session, settings, done, stats).await;
+    pipe.forget(id);
+    settled
 }
 
 /// A batch is complete: dead-letter what nobody may accept, then ack its deliveries.
@@ -663,6 +868,7 @@ pub fn redact(url: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, reason = "tests")]
 mod tests {
     use super::*;
 
@@ -673,6 +879,23 @@ mod tests {
             "amqp://guest:***@127.0.0.1:5672/%2f"
         );
         assert_eq!(redact("amqp://127.0.0.1"), "amqp://127.0.0.1");
+    }
+
+    #[test]
+    fn record_json_never_fails_and_is_always_strict_json() {
+        let deep = |n: usize| format!("{{\"d\":{}1{}}}", "[".repeat(n), "]".repeat(n));
+        for attributes in [
+            r#"{"k":"\ud800"}"#.to_owned(),
+            r#"{"big":1e999}"#.to_owned(),
+            deep(200),
+            deep(100_000),
+            "not json".to_owned(),
+        ] {
+            let r = Record::new("a", 5, logrelay_plugin_api::Level::ERROR, "p", "m", "hi")
+                .with_attributes(attributes.as_str());
+            let v: serde_json::Value = serde_json::from_str(&record_json(&r)).unwrap();
+            assert_eq!(v["attributes"], attributes.as_str(), "kept as text");
+        }
     }
 
     #[test]

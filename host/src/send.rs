@@ -187,9 +187,11 @@ fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Publishes one JSON message as logrelay expects it: persistent, `application/json`, and
-/// mandatory, so that a message no queue takes comes back instead of vanishing. The returned
-/// confirm resolves once the broker has it (on a channel in confirm mode).
+/// Publishes one JSON message as logrelay expects it: persistent, `application/json`,
+/// mandatory, so that a message no queue takes comes back instead of vanishing, and with a new
+/// `message_id` (a UUIDv7), so that its records' ids are `<message id>:<element>` and a
+/// republished copy is recognised by the store. The returned confirm resolves once the broker
+/// has it (on a channel in confirm mode).
 pub async fn publish(
     channel: &lapin::Channel,
     exchange: &str,
@@ -207,7 +209,8 @@ pub async fn publish(
             body,
             BasicProperties::default()
                 .with_delivery_mode(2)
-                .with_content_type("application/json".into()),
+                .with_content_type("application/json".into())
+                .with_message_id(uuid::Uuid::now_v7().to_string().into()),
         )
         .await
 }

@@ -327,10 +327,20 @@ impl RecordFlags {
     /// timestamp is when the host received it, so a redelivery of it carries a later one.
     /// Without this bit, a redelivered record has the same timestamp as before.
     pub const RECEIVE_TIME: RecordFlags = RecordFlags(1);
+    /// No earlier copy of this record can have been handed on: its message reached the host for
+    /// the first time (RabbitMQ did not flag it redelivered) and its id was derived from that
+    /// message by the host, not sent by the producer. A store need not look for a stored
+    /// repeat of it, even with [`RecordFlags::RECEIVE_TIME`].
+    pub const UNSEEN: RecordFlags = RecordFlags(2);
 
     /// Whether every bit of `other` is set.
     pub fn contains(self, other: RecordFlags) -> bool {
         self.0 & other.0 == other.0
+    }
+
+    /// These bits and those of `other`.
+    pub const fn with(self, other: RecordFlags) -> RecordFlags {
+        RecordFlags(self.0 | other.0)
     }
 }
 

@@ -141,6 +141,11 @@ pub struct Settings {
     pub default_project: String,
     /// `LOGRELAY_DEFAULT_MODULE`: module of records that name none.
     pub default_module: String,
+    /// `LOGRELAY_STATE_DIR`: where the crash journal is kept (see [`crate::journal`]).
+    pub state_dir: PathBuf,
+    /// `LOGRELAY_CRASH_LIMIT`: a message handed on alone that many times without the host
+    /// surviving it is dead-lettered.
+    pub crash_limit: u32,
 }
 
 /// One invalid value that fell back to its default.
@@ -272,6 +277,8 @@ pub mod defaults {
     pub const CALL_TIMEOUT_MS: u64 = 30_000;
     /// `LOGRELAY_RETRY_MAX_MS`.
     pub const RETRY_MAX_MS: u64 = 30_000;
+    /// `LOGRELAY_CRASH_LIMIT`.
+    pub const CRASH_LIMIT: u32 = 2;
 }
 
 impl Settings {
@@ -392,6 +399,11 @@ impl Settings {
             ),
             default_project: r.get("LOGRELAY_DEFAULT_PROJECT", "default".to_owned(), label),
             default_module: r.get("LOGRELAY_DEFAULT_MODULE", "default".to_owned(), label),
+            state_dir: r
+                .optional("LOGRELAY_STATE_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(default_state_dir),
+            crash_limit: r.number("LOGRELAY_CRASH_LIMIT", defaults::CRASH_LIMIT, 1, 100),
         };
         if strict && !r.warnings.is_empty() {
             return Err(SettingsError::Strict(
@@ -431,6 +443,16 @@ fn default_plugin_dir() -> PathBuf {
         .ok()
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Without `LOGRELAY_STATE_DIR`: systemd's `$STATE_DIRECTORY` (set by `StateDirectory=`) when
+/// there is one, else `logrelay` in the system's temporary directory, which survives the
+/// restarts of a crash loop (a container's restart keeps its file system).
+fn default_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("logrelay"))
 }
 
 #[cfg(test)]

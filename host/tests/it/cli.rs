@@ -19,6 +19,7 @@ fn logrelay(dir: &Path, env: &[(&str, String)]) -> Command {
         .env("LOGRELAY_PLUGIN_DIR", plugin_dir())
         .env("LOGRELAY_PLUGINS", dir.join("plugins.toml"))
         .env("LOGRELAY_AMQP_URL", AMQP_URL)
+        .env("LOGRELAY_STATE_DIR", dir.join("state"))
         .env("LOGRELAY_LOG", "warn");
     for (k, v) in env {
         cmd.env(k, v);
@@ -301,7 +302,7 @@ async fn a_slow_required_instance_keeps_memory_bounded() {
     ];
     let mut host = logrelay(dir.path(), &env)
         .arg("run")
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("host.log")).expect("log"))
         .spawn()
         .expect("run");
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -309,7 +310,11 @@ async fn a_slow_required_instance_keeps_memory_bounded() {
     let waiting = ready(&ch, &queue).await;
     sigterm(&host);
     let status = wait_exit(&mut host, Duration::from_secs(20));
-    assert!(status.success(), "{status}");
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(dir.path().join("host.log")).unwrap_or_default()
+    );
     assert!(rss > 0, "could not read the host's peak RSS");
     assert!(
         rss < 64 * 1024,
@@ -671,7 +676,10 @@ fn sql_shows_stored_control_and_bidi_characters_escaped() {
         .expect("sql");
     let stdout = String::from_utf8(out.stdout).expect("UTF-8");
     assert_eq!(raw(&stdout), Vec::<char>::new(), "{stdout:?}");
-    assert!(stdout.contains(r"\u202etxt.exe\u2066\u2069\u200f"), "{stdout}");
+    assert!(
+        stdout.contains(r"\u202etxt.exe\u2066\u2069\u200f"),
+        "{stdout}"
+    );
     let answer: serde_json::Value = serde_json::from_str(&stdout).expect("--json prints JSON");
     assert_eq!(answer["rows"][0][0], message);
 
@@ -684,4 +692,125 @@ fn sql_shows_stored_control_and_bidi_characters_escaped() {
     assert!(!out.status.success());
     assert_eq!(raw(&stderr), Vec::<char>::new(), "{stderr:?}");
     assert!(stderr.contains(r"\u{202e}txt.exe"), "{stderr:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_aborts_the_host_is_dead_lettered_and_every_other_record_is_stored_once() {
+    let _broker = broker_shared().await;
+    let db = TestDb::new();
+    let queue = unique("poison");
+    let dir = tempfile::tempdir().expect("tempdir");
+    // The store dedupes; the fixture aborts the process (no panic: nothing catches it).
+    std::fs::write(
+        dir.path().join("plugins.toml"),
+        "[plugins.store]\ntype = \"timescale\"\nconfig = { url = \"${LOGRELAY_DATABASE_URL}\" }\n\
+         [plugins.crash]\ntype = \"fixture\"\nconfig = { abort_on = \"POISON\" }\n",
+    )
+    .expect("write");
+    let env = [
+        ("LOGRELAY_QUEUE", queue.clone()),
+        ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
+        ("LOGRELAY_BATCH_MAX_RECORDS", "20".to_owned()),
+        ("LOGRELAY_DATABASE_URL", db.url()),
+    ];
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    // The common producer: no id, no timestamp, no message id.
+    let mut bodies: Vec<String> = (0..300)
+        .map(|i| format!(r#"{{"levelname":"INFO","name":"shop.cart","message":"good {i}"}}"#))
+        .collect();
+    bodies.insert(150, r#"{"message":"POISON pill"}"#.to_owned());
+    crate::common::publish(&ch, &queue, &bodies).await;
+
+    let dead = format!("{queue}.dead");
+    declare(&ch, &dead).await;
+    let mut runs = 0;
+    let mut host = loop {
+        runs += 1;
+        let log_path = dir.path().join("host.log");
+        assert!(
+            runs <= 8,
+            "the poison message was not dead-lettered after 7 restarts; the hosts' log:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("host log");
+        let mut host = KillOnDrop(
+            logrelay(dir.path(), &env)
+                .env("LOGRELAY_LOG", "info")
+                .arg("run")
+                .stderr(log)
+                .spawn()
+                .expect("run"),
+        );
+        let start = Instant::now();
+        let mut died = false;
+        while start.elapsed() < Duration::from_secs(60) {
+            if host.0.try_wait().expect("wait").is_some() {
+                died = true;
+                break;
+            }
+            if ready(&ch, &dead).await > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if !died {
+            break host;
+        }
+    };
+    assert!(runs >= 2, "the fixture never aborted the host");
+    let good_rows =
+        "SELECT count(*), count(DISTINCT message) FROM logs WHERE message LIKE 'good %'";
+    let start = Instant::now();
+    while db.query(good_rows) != "300|300" && start.elapsed() < Duration::from_secs(60) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        db.query(good_rows),
+        "300|300",
+        "every good record exactly once"
+    );
+    let got = ch
+        .basic_get(
+            dead.as_str().into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("basic.get")
+        .expect("a dead letter");
+    assert_eq!(got.delivery.data, br#"{"message":"POISON pill"}"#);
+    let reason = got
+        .delivery
+        .properties
+        .headers()
+        .as_ref()
+        .and_then(|h| h.inner().get("x-logrelay-reason").cloned());
+    let reason = match reason {
+        Some(lapin::types::AMQPValue::LongString(s)) => s.to_string(),
+        other => panic!("no reason header: {other:?}"),
+    };
+    assert!(reason.contains("stopped the host"), "{reason}");
+    assert_eq!(
+        ready(&ch, &dead).await,
+        0,
+        "only the poison message is dead-lettered"
+    );
+    sigterm(&host.0);
+    assert!(wait_exit(&mut host.0, Duration::from_secs(20)).success());
+    assert_eq!(ready(&ch, &queue).await, 0);
+    delete(&ch, &queue).await;
+}
+
+/// A host process killed (and reaped) when the test ends, however it ends.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

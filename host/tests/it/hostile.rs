@@ -828,3 +828,177 @@ async fn hostile_input_is_dead_lettered_with_its_reason_and_never_stops_the_host
         .exchange_delete(exchange.as_str().into(), ExchangeDeleteOptions::default())
         .await;
 }
+
+/// `n` letters that do not compress (a repeated letter would fit an index entry compressed).
+fn noise(n: usize) -> String {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            char::from(b'a' + (x % 26) as u8)
+        })
+        .collect()
+}
+
+/// Records the decoder accepts and PostgreSQL may refuse: the inputs that once crashed the
+/// host (a panic building the dead letter, exit 101, forever on restart).
+fn store_cases() -> Vec<(&'static str, String)> {
+    let nest = |depth: usize, marker: &str| {
+        format!(
+            r#"{{"msg":"{marker}","deep":{}1{}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    vec![
+        (
+            "surrogate",
+            r#"{"msg":"surrogate","k":"\ud800"}"#.to_owned(),
+        ),
+        (
+            "huge-number",
+            r#"{"msg":"huge-number","big":1e999}"#.to_owned(),
+        ),
+        ("deep-200", nest(200, "deep-200")),
+        ("deep-100k", nest(100_000, "deep-100k")),
+        ("nul-key", r#"{"msg":"nul-key","a\u0000b":1}"#.to_owned()),
+        (
+            "long-project",
+            format!(r#"{{"msg":"long-project","project":"{}"}}"#, noise(3000)),
+        ),
+        (
+            "long-module",
+            format!(r#"{{"msg":"long-module","module":"{}"}}"#, noise(3000)),
+        ),
+        ("nul-message", r#"{"msg":"nul-message\u0000"}"#.to_owned()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn store_refusals_never_stop_the_host_and_each_dead_letter_has_its_own_reason() {
+    let _broker = broker_shared().await;
+    let db = crate::common::TestDb::new();
+    let queue = unique("hostile-store");
+    let dead_queue = format!("{queue}.dead");
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    declare(&ch, &dead_queue).await;
+    let host = start_host(
+        settings_for(&queue, &[("LOGRELAY_BATCH_MAX_RECORDS", "50")]),
+        &format!(
+            "[plugins.store]\ntype = \"timescale\"\nconfig = {{ url = {:?} }}\n",
+            db.url()
+        ),
+    );
+    // Every case between good records without id or time (Python-logging shape), all in a
+    // few batches, so the refusals share batches with each other and with good records.
+    let cases = store_cases();
+    let mut confirms = Vec::new();
+    let mut good = 0;
+    for (_, body) in &cases {
+        for _ in 0..3 {
+            let b = format!(r#"{{"levelname":"INFO","message":"good {good}"}}"#);
+            good += 1;
+            confirms.push(publish(&ch, "", &queue, b.as_bytes(), BasicProperties::default()).await);
+        }
+        confirms.push(publish(&ch, "", &queue, body.as_bytes(), BasicProperties::default()).await);
+    }
+    for c in confirms {
+        assert!(c.await.expect("confirm").is_ack());
+    }
+    let count = |sql: String| db.query(&sql);
+    let good_rows =
+        "SELECT count(*), count(DISTINCT message) FROM logs WHERE message LIKE 'good %'";
+    let want = format!("{good}|{good}");
+    assert!(
+        wait_until(Duration::from_secs(60), || count(good_rows.into()) == want),
+        "good records: {} of {good}",
+        count(good_rows.into())
+    );
+    let mut stored = HashSet::new();
+    for (name, _) in &cases {
+        let n = count(format!(
+            "SELECT count(*) FROM logs WHERE message LIKE '{name}%'"
+        ));
+        assert!(n == "0" || n == "1", "{name} stored {n} times");
+        if n == "1" {
+            stored.insert(*name);
+        }
+    }
+    let dead = take_dead_letters(
+        &ch,
+        &dead_queue,
+        cases.len() - stored.len(),
+        Duration::from_secs(30),
+    )
+    .await;
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
+    for got in dead.into_values().flatten() {
+        let record: serde_json::Value =
+            serde_json::from_slice(&got.body).expect("a dead letter of the store is a JSON record");
+        let message = record["message"].as_str().expect("message").to_owned();
+        let (name, _) = cases
+            .iter()
+            .find(|(name, _)| message.starts_with(name))
+            .unwrap_or_else(|| panic!("unexpected dead letter {message:?}"));
+        assert!(
+            !stored.contains(name),
+            "{name} both stored and dead-lettered"
+        );
+        assert!(
+            got.reason.starts_with("refused by `store`: "),
+            "{}",
+            got.reason
+        );
+        assert!(!got.reason.contains('\n'), "{}", got.reason);
+        assert!(
+            reasons.insert(name.to_string(), got.reason).is_none(),
+            "{name} dead-lettered twice"
+        );
+    }
+    assert_eq!(
+        reasons.len() + stored.len(),
+        cases.len(),
+        "stored {stored:?}, dead {reasons:?}"
+    );
+    // PostgreSQL cannot hold these: each is refused with what is wrong with it.
+    for name in [
+        "surrogate",
+        "nul-key",
+        "long-project",
+        "long-module",
+        "nul-message",
+    ] {
+        assert!(reasons.contains_key(name), "{name} was stored: {stored:?}");
+    }
+    assert!(reasons["nul-message"].contains("`message`"), "{reasons:?}");
+    assert!(reasons["long-project"].contains("project"), "{reasons:?}");
+    assert!(reasons["long-module"].contains("module"), "{reasons:?}");
+    assert!(!reasons["surrogate"].contains("NUL"), "{reasons:?}");
+    // Still running: one more record goes through.
+    publish(
+        &ch,
+        "",
+        &queue,
+        br#"{"message":"after"}"#,
+        BasicProperties::default(),
+    )
+    .await
+    .await
+    .expect("confirm");
+    assert!(
+        wait_until(Duration::from_secs(20), || count(
+            "SELECT count(*) FROM logs WHERE message = 'after'".into()
+        ) == "1"),
+        "the host stopped taking records"
+    );
+    assert_eq!(
+        host.stats.dead_lettered.load(Ordering::Relaxed) as usize,
+        reasons.len()
+    );
+    host.stop().await;
+    assert_eq!(ready(&ch, &queue).await, 0);
+    delete(&ch, &queue).await;
+}

@@ -4,7 +4,9 @@
 //! A record sent without a time gets its receive time, so its redelivery has a later one: a
 //! probe of the primary key (its leading column is `id`, so one index descent) finds it too
 //! when the stored copy is at most `dedupe_window` older. The host flags those records
-//! (`RecordFlags::RECEIVE_TIME`); only they are probed, or every record when the call came
+//! (`RecordFlags::RECEIVE_TIME`); only they are probed, unless the host also says they are
+//! `UNSEEN` (the first delivery of a message whose ids the host derived from its bytes: no
+//! copy can be stored), or every record when the call came
 //! without flags. The probe costs about a tenth of the ingest rate when every record needs it. The probe is a `LATERAL ... LIMIT 1`
 //! join rather than `EXISTS`: a semi- or anti-join can be planned as a hash join that reads the
 //! whole table on every batch (measured: a 200,000-row load fell from 26,000 to 9,500 rows/s
@@ -178,7 +180,7 @@ impl Writer {
             };
             let ts = r.timestamp_ns;
             let window = match flags.and_then(|f| f.get(i as usize)) {
-                Some(f) if !f.contains(RecordFlags::RECEIVE_TIME) => 0,
+                Some(f) if !may_repeat_later(*f) => 0,
                 _ => self.window_ns,
             };
             let earlier = seen.entry(r.id.as_str()).or_default();
@@ -205,12 +207,8 @@ impl Writer {
         let mut conn = self.pool.acquire().await?;
         // Only a record with its receive time can be stored already with an earlier time; a
         // repeat with the same (id, time) is found by the primary key, failing the `COPY`.
-        let receive_time = |i: &u32| {
-            flags.is_none_or(|f| {
-                f.get(*i as usize)
-                    .is_none_or(|f| f.contains(RecordFlags::RECEIVE_TIME))
-            })
-        };
+        let receive_time =
+            |i: &u32| flags.is_none_or(|f| f.get(*i as usize).is_none_or(|f| may_repeat_later(*f)));
         let fresh = match &self.probe_sql {
             Some(sql) if indices.iter().any(receive_time) => {
                 let (probed, own_time): (Vec<u32>, Vec<u32>) =
@@ -243,6 +241,13 @@ impl Writer {
             Ok(n) => Ok(n),
         }
     }
+}
+
+/// Whether a stored copy of the record may have an earlier time than this one: it got its
+/// receive time, and the host does not know it to be unseen (`RecordFlags::UNSEEN`: first
+/// delivery of a message whose ids the host derived from it).
+fn may_repeat_later(f: RecordFlags) -> bool {
+    f.contains(RecordFlags::RECEIVE_TIME) && !f.contains(RecordFlags::UNSEEN)
 }
 
 /// The records of `batch` at `indices` that are not stored yet: the primary-key probe of the
