@@ -712,6 +712,8 @@ async fn a_message_that_aborts_the_host_is_dead_lettered_and_every_other_record_
         ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
         ("LOGRELAY_BATCH_MAX_RECORDS", "20".to_owned()),
         ("LOGRELAY_DATABASE_URL", db.url()),
+        // Other tests' hosts may hold the default admin port.
+        ("LOGRELAY_ADMIN_ADDR", "127.0.0.1:0".to_owned()),
     ];
     let (_conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
