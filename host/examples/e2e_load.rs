@@ -235,7 +235,8 @@ async fn main() -> Result<(), Error> {
         let body = log(&a.run, i);
         let sent = Instant::now();
         let confirm =
-            logrelay::send::publish(&channel, &a.exchange, &a.routing_key, body.as_bytes()).await?;
+            logrelay::send::publish(&channel, &a.exchange, &a.routing_key, body.as_bytes(), None)
+                .await?;
         pending.push_back(confirm);
         if prober.is_some() && i % a.probe_every == 0 {
             let _ = tx.send((format!("{}-{i}", a.run), sent));

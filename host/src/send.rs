@@ -40,6 +40,10 @@ pub struct SendArgs {
     /// The routing key (default: `<project>.<module>.<level>`).
     #[arg(long)]
     pub routing_key: Option<String>,
+    /// Publish without an AMQP `message_id`, as most producers do (pika, Python logging
+    /// handlers): the host then derives the records' ids from the messages' bytes.
+    #[arg(long)]
+    pub no_message_id: bool,
 }
 
 /// Publishes and waits for every confirm; prints how many the broker confirmed.
@@ -116,7 +120,15 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
                 body = log;
             }
             in_body = 0;
-            let confirm = publish(&channel, &exchange, &routing_key, body.as_bytes()).await?;
+            let message_id = (!args.no_message_id).then(|| uuid::Uuid::now_v7().to_string());
+            let confirm = publish(
+                &channel,
+                &exchange,
+                &routing_key,
+                body.as_bytes(),
+                message_id.as_deref(),
+            )
+            .await?;
             body.clear();
             published += 1;
             pending.push(confirm);
@@ -187,17 +199,24 @@ fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<String>> {
     Ok(out)
 }
 
-/// Publishes one JSON message as logrelay expects it: persistent, `application/json`,
-/// mandatory, so that a message no queue takes comes back instead of vanishing, and with a new
-/// `message_id` (a UUIDv7), so that its records' ids are `<message id>:<element>` and a
-/// republished copy is recognised by the store. The returned confirm resolves once the broker
-/// has it (on a channel in confirm mode).
+/// Publishes one JSON message as logrelay expects it: persistent, `application/json`, and
+/// mandatory, so that a message no queue takes comes back instead of vanishing; with
+/// `message_id` when given (`logrelay send` gives each message a new UUIDv7: its records' ids
+/// are then `<message id>:<element>`). The returned confirm resolves once the broker has it (on
+/// a channel in confirm mode).
 pub async fn publish(
     channel: &lapin::Channel,
     exchange: &str,
     routing_key: &str,
     body: &[u8],
+    message_id: Option<&str>,
 ) -> Result<PublisherConfirm, lapin::Error> {
+    let mut properties = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_content_type("application/json".into());
+    if let Some(id) = message_id {
+        properties = properties.with_message_id(id.into());
+    }
     channel
         .basic_publish(
             exchange.into(),
@@ -207,10 +226,7 @@ pub async fn publish(
                 ..Default::default()
             },
             body,
-            BasicProperties::default()
-                .with_delivery_mode(2)
-                .with_content_type("application/json".into())
-                .with_message_id(uuid::Uuid::now_v7().to_string().into()),
+            properties,
         )
         .await
 }
