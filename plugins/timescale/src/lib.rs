@@ -18,6 +18,13 @@ pub use api::METHODS;
 pub use config::{Config, MessageIndex, Settings, TimescaleMode, parse_duration};
 pub use error::TimescaleError;
 pub use schema::Storage;
+
+/// The store's per-record checks and row encoding, for the fuzz target over the record path
+/// (`fuzz/fuzz_targets/record_path.rs`). Not part of any API.
+#[doc(hidden)]
+pub mod __fuzz {
+    pub use crate::write::{check_record, copy_data};
+}
 pub use timescale::Timescale;
 
 logrelay_plugin_api::export_plugin!(Timescale);

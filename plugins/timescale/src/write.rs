@@ -342,7 +342,7 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 /// The records of `batch` at `indices` in PostgreSQL's binary `COPY` format: the columns of
 /// [`Writer::copy_sql`], times truncated to microseconds as sqlx encodes them (so a record
 /// written by either statement has the same primary key).
-fn copy_data(batch: &[Record], indices: &[u32]) -> Vec<u8> {
+pub fn copy_data(batch: &[Record], indices: &[u32]) -> Vec<u8> {
     fn field(out: &mut Vec<u8>, bytes: &[u8]) {
         // Records come from RabbitMQ messages, far below 2 GiB; PostgreSQL refuses a longer
         // value anyway (and the batch is then split down to that record).
