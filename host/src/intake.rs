@@ -379,7 +379,8 @@ pub fn record_json(r: &Record) -> String {
     let text = if text.trim().is_empty() { "{}" } else { text };
     // Only what a strict parser reads back is written as JSON (not a lone surrogate escape, a
     // number out of range or nesting deeper than 128); the rest as a string, byte for byte.
-    let strict = serde_json::from_str::<serde_json::Value>(text).is_ok();
+    // Checked one level down, as the dead letter nests them (in its own object).
+    let strict = serde_json::from_str::<serde_json::Value>(&format!("[{text}]")).is_ok();
     let attributes = match serde_json::from_str::<&RawValue>(text) {
         Ok(raw) if strict => Attributes::Json(raw),
         _ => Attributes::Text(text),
@@ -887,6 +888,8 @@ mod tests {
         for attributes in [
             r#"{"k":"\ud800"}"#.to_owned(),
             r#"{"big":1e999}"#.to_owned(),
+            // 127 levels pass a strict parser alone but not inside the dead letter's object.
+            deep(126),
             deep(200),
             deep(100_000),
             "not json".to_owned(),
@@ -896,6 +899,11 @@ mod tests {
             let v: serde_json::Value = serde_json::from_str(&record_json(&r)).unwrap();
             assert_eq!(v["attributes"], attributes.as_str(), "kept as text");
         }
+        // One level shallower fits as JSON.
+        let r = Record::new("a", 5, logrelay_plugin_api::Level::ERROR, "p", "m", "hi")
+            .with_attributes(deep(125).as_str());
+        let v: serde_json::Value = serde_json::from_str(&record_json(&r)).unwrap();
+        assert!(v["attributes"].is_object());
     }
 
     #[test]
