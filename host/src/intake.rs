@@ -177,9 +177,15 @@ impl Pipe {
 
     /// The batch is done with: its journaled messages did not stop the host.
     fn forget(&mut self, batch_id: u64) {
-        if let Some(fps) = self.journaled.remove(&batch_id)
-            && let Some(journal) = &mut self.journal
-            && let Err(e) = journal.end(&fps)
+        if let Some(fps) = self.journaled.remove(&batch_id) {
+            self.done_with(&fps);
+        }
+    }
+
+    /// These messages are done with (handled or dead-lettered): the journal forgets them.
+    fn done_with(&mut self, fps: &[Fingerprint]) {
+        if let Some(journal) = &mut self.journal
+            && let Err(e) = journal.end(fps)
         {
             tracing::warn!(error = %e, "Cannot write the crash journal.");
         }
@@ -610,11 +616,7 @@ async fn on_delivery(
             .ack_finished(stats)
             .await
             .map_err(|e| e.to_string())?;
-        if let Some(journal) = &mut pipe.journal
-            && let Err(e) = journal.end(&[fingerprint])
-        {
-            tracing::warn!(error = %e, "Cannot write the crash journal.");
-        }
+        pipe.done_with(&[fingerprint]);
         return Ok(());
     }
     let alone = deaths > 0;
@@ -673,11 +675,8 @@ async fn on_delivery(
             .ack_finished(stats)
             .await
             .map_err(|e| e.to_string())?;
-        if alone
-            && let Some(journal) = &mut pipe.journal
-            && let Err(e) = journal.end(&[fingerprint])
-        {
-            tracing::warn!(error = %e, "Cannot write the crash journal.");
+        if alone {
+            pipe.done_with(&[fingerprint]);
         }
         return Ok(());
     }

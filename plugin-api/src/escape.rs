@@ -118,7 +118,7 @@ pub fn push_json_escaped(out: &mut String, json: &str) {
     out.push_str(&json[clean..]);
 }
 
-/// Appends the JSON escape `\uXXXX` of `c`, a character of the Basic Multilingual Plane (every
+/// Appends the JSON escape (`\u` and four hex digits) of `c`, a character of the Basic Multilingual Plane (every
 /// character that [`needs_escape`] is).
 pub fn push_json_char_escape(out: &mut String, c: char) {
     let _ = write!(out, "\\u{:04x}", u32::from(c));
