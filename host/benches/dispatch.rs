@@ -73,14 +73,15 @@ fn main() {
         let calls = (1_000_000 / size).clamp(2_000, 100_000);
         // Built before the clock starts: the intake builds each record once, while decoding.
         let batches: Vec<Batch> = (0..calls)
-            .map(|_| Batch {
-                id: engine.next_batch_id(),
-                records: template.clone(),
-                flags: Vec::new(),
-                deliveries: vec![DeliveryRef {
-                    generation: 1,
-                    tag: 1,
-                }],
+            .map(|_| {
+                Batch::unflagged(
+                    engine.next_batch_id(),
+                    template.clone(),
+                    vec![DeliveryRef {
+                        generation: 1,
+                        tag: 1,
+                    }],
+                )
             })
             .collect();
         // Completed batches are kept until the clock stops: freeing the records is the

@@ -20,13 +20,13 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{
     BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind, PublisherConfirm,
 };
-use logrelay_plugin_api::{Record, RecordFlags};
+use logrelay_plugin_api::Record;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Settings;
 use crate::decode::{BadElement, DecodeContext, decode};
-use crate::engine::{Batch, Completed, DeliveryRef, Engine, backoff};
+use crate::engine::{Batch, BatchBuilder, Completed, DeliveryRef, Engine, backoff};
 use crate::fingerprint::Fingerprint;
 use crate::journal::CrashJournal;
 
@@ -101,52 +101,16 @@ impl Session {
     }
 }
 
-/// Records gathered from deliveries until the batch is full or old enough.
-struct Batcher {
-    records: Vec<Record>,
-    flags: Vec<RecordFlags>,
-    deliveries: Vec<DeliveryRef>,
-    /// The redelivered messages among `deliveries`, journaled when the batch is handed on.
-    redelivered: Vec<Fingerprint>,
-    started: Option<Instant>,
-    max_records: usize,
-    max_wait: Duration,
-}
-
-impl Batcher {
-    fn take(&mut self, engine: &Engine) -> Option<(Batch, Vec<Fingerprint>)> {
-        if self.deliveries.is_empty() {
-            return None;
-        }
-        self.started = None;
-        let batch = Batch {
-            id: engine.next_batch_id(),
-            records: std::mem::replace(&mut self.records, Vec::with_capacity(self.max_records)),
-            flags: std::mem::replace(&mut self.flags, Vec::with_capacity(self.max_records)),
-            deliveries: std::mem::take(&mut self.deliveries),
-        };
-        Some((batch, std::mem::take(&mut self.redelivered)))
-    }
-
-    /// Drops what was gathered (the connection it came on is lost: it will be redelivered).
-    fn clear(&mut self) {
-        self.records.clear();
-        self.flags.clear();
-        self.deliveries.clear();
-        self.redelivered.clear();
-        self.started = None;
-    }
-
-    fn deadline(&self) -> Option<Instant> {
-        self.started.map(|s| s + self.max_wait)
-    }
-}
-
 /// What the intake keeps between deliveries: the batch being filled, the crash journal and
 /// what it holds for each batch handed on.
 struct Pipe {
     engine: Arc<Engine>,
-    batcher: Batcher,
+    /// The batch being filled.
+    batch: BatchBuilder,
+    /// A partial batch is handed on once its first record is this old.
+    batch_max_wait: Duration,
+    /// The redelivered messages of the batch being filled, journaled when it is handed on.
+    redelivered: Vec<Fingerprint>,
     log: RateLimitedLog,
     journal: Option<CrashJournal>,
     /// The journaled messages of each batch handed on, by batch id, until it completes.
@@ -157,9 +121,21 @@ struct Pipe {
 impl Pipe {
     /// Hands the batch being filled on, if there is one.
     async fn flush(&mut self) {
-        if let Some((batch, redelivered)) = self.batcher.take(&self.engine) {
+        if let Some(batch) = self.batch.take() {
+            let redelivered = std::mem::take(&mut self.redelivered);
             self.hand_on(batch, redelivered).await;
         }
+    }
+
+    /// Drops the batch being filled (the connection it came on is lost: it will be redelivered).
+    fn clear(&mut self) {
+        self.batch.clear();
+        self.redelivered.clear();
+    }
+
+    /// When the batch being filled is due to be handed on, partial as it is.
+    fn deadline(&self) -> Option<Instant> {
+        self.batch.opened().map(|s| s + self.batch_max_wait)
     }
 
     /// Journals the batch's redelivered messages (synced), then routes it to the instances.
@@ -426,15 +402,9 @@ pub async fn run(
     };
     let mut pipe = Pipe {
         engine: engine.clone(),
-        batcher: Batcher {
-            records: Vec::with_capacity(settings.batch_max_records.get()),
-            flags: Vec::with_capacity(settings.batch_max_records.get()),
-            deliveries: Vec::new(),
-            redelivered: Vec::new(),
-            started: None,
-            max_records: settings.batch_max_records.get(),
-            max_wait: settings.batch_max_wait,
-        },
+        batch: engine.batch_builder(settings.batch_max_records.get()),
+        batch_max_wait: settings.batch_max_wait,
+        redelivered: Vec::new(),
         log: RateLimitedLog {
             last: None,
             suppressed: 0,
@@ -496,7 +466,7 @@ pub async fn run(
         tokio::pin!(timer);
         let mut armed: Option<Instant> = None;
         let lost = loop {
-            let deadline = pipe.batcher.deadline();
+            let deadline = pipe.deadline();
             if deadline != armed {
                 if let Some(d) = deadline {
                     timer.as_mut().reset(d.into());
@@ -553,7 +523,7 @@ pub async fn run(
             }
             Some(reason) => {
                 // Records of this session that were batched but not dispatched will be redelivered.
-                pipe.batcher.clear();
+                pipe.clear();
                 tracing::warn!(reason = %reason, "Lost the RabbitMQ connection; reconnecting. Unacknowledged deliveries will be redelivered.");
             }
         }
@@ -683,22 +653,20 @@ async fn on_delivery(
     stats
         .records
         .fetch_add(decoded.records.len() as u64, Ordering::Relaxed);
-    let batcher = &mut pipe.batcher;
-    if batcher.records.len() + decoded.records.len() > batcher.max_records {
+    if pipe.batch.would_overflow(decoded.records.len()) {
         pipe.flush().await;
     }
-    let batcher = &mut pipe.batcher;
-    batcher.records.extend(decoded.records);
-    batcher.flags.extend(decoded.flags);
-    batcher.deliveries.push(DeliveryRef {
+    // The decoder gives `flags[i]` for `records[i]`; the batch keeps them paired.
+    pipe.batch
+        .add_records(decoded.records.into_iter().zip(decoded.flags));
+    pipe.batch.add_delivery(DeliveryRef {
         generation: session.generation,
         tag,
     });
     if delivery.redelivered {
-        batcher.redelivered.push(fingerprint);
+        pipe.redelivered.push(fingerprint);
     }
-    batcher.started.get_or_insert_with(Instant::now);
-    if alone || batcher.records.len() >= batcher.max_records {
+    if alone || pipe.batch.is_full() {
         pipe.flush().await;
     }
     if alone {
@@ -817,7 +785,7 @@ async fn settle(
     }
     let mut confirms = Vec::with_capacity(done.failed.len());
     for (index, reason) in &done.failed {
-        if let Some(record) = done.batch.records.get(*index as usize) {
+        if let Some(record) = done.batch.records().get(*index as usize) {
             stats.dead_lettered.fetch_add(1, Ordering::Relaxed);
             confirms.push(
                 dead_letter(

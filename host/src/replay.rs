@@ -11,7 +11,7 @@ use anyhow::Context as _;
 use crate::cli::{load_plugins_config, start_engine};
 use crate::config::{Env, Settings};
 use crate::decode::{DecodeContext, decode};
-use crate::engine::{Batch, DeliveryRef};
+use crate::engine::{BatchBuilder, DeliveryRef, Engine};
 use crate::fingerprint::Fingerprint;
 
 /// Replays `file`; prints a summary and every record that could not be delivered.
@@ -26,11 +26,9 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
         .map(|d| d.as_nanos() as i64)
         .unwrap_or(0);
     let mut bad_lines = 0usize;
-    let mut records = Vec::new();
-    let mut flags = Vec::new();
+    let mut batch = engine.batch_builder(settings.batch_max_records.get());
     let mut sent_batches = 0u64;
     let mut total = 0usize;
-    let max = settings.batch_max_records.get();
     let started = Instant::now();
     for (n, line) in text.split(|b| *b == b'\n').enumerate() {
         if line.iter().all(u8::is_ascii_whitespace) {
@@ -55,38 +53,18 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
             bad_lines += 1;
             eprintln!("{}:{}: {}", file.display(), n + 1, bad.reason);
         }
-        records.extend(decoded.records);
-        flags.extend(decoded.flags);
-        if records.len() >= max {
-            total += records.len();
+        // The decoder gives `flags[i]` for `records[i]`; the batch keeps them paired.
+        batch.add_records(decoded.records.into_iter().zip(decoded.flags));
+        if batch.is_full() {
+            total += batch.len();
             sent_batches += 1;
-            engine
-                .dispatch(Batch {
-                    id: engine.next_batch_id(),
-                    records: std::mem::take(&mut records),
-                    flags: std::mem::take(&mut flags),
-                    deliveries: vec![DeliveryRef {
-                        generation: 0,
-                        tag: sent_batches,
-                    }],
-                })
-                .await;
+            hand_on(&engine, &mut batch, sent_batches).await;
         }
     }
-    if !records.is_empty() {
-        total += records.len();
+    if !batch.is_empty() {
+        total += batch.len();
         sent_batches += 1;
-        engine
-            .dispatch(Batch {
-                id: engine.next_batch_id(),
-                records,
-                flags,
-                deliveries: vec![DeliveryRef {
-                    generation: 0,
-                    tag: sent_batches,
-                }],
-            })
-            .await;
+        hand_on(&engine, &mut batch, sent_batches).await;
     }
     let mut failed = 0usize;
     for _ in 0..sent_batches {
@@ -97,7 +75,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
             failed += 1;
             let id = done
                 .batch
-                .records
+                .records()
                 .get(*i as usize)
                 .map(|r| r.id.to_string())
                 .unwrap_or_default();
@@ -121,4 +99,13 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Dispatches what `batch` gathered as the `tag`th batch: a replayed file has no deliveries, so
+/// each batch stands for one, numbered in order.
+async fn hand_on(engine: &Engine, batch: &mut BatchBuilder, tag: u64) {
+    batch.add_delivery(DeliveryRef { generation: 0, tag });
+    if let Some(batch) = batch.take() {
+        engine.dispatch(batch).await;
+    }
 }

@@ -27,7 +27,7 @@ impl Engine {
                 None
             } else {
                 let idx: Vec<u32> = batch
-                    .records
+                    .records()
                     .iter()
                     .enumerate()
                     .filter(|(_, r)| inst.spec.route.matches(r))
@@ -36,20 +36,10 @@ impl Engine {
                 if idx.is_empty() {
                     continue;
                 }
-                if idx.len() == batch.records.len() {
+                if idx.len() == batch.records().len() {
                     None
                 } else {
-                    let records = idx
-                        .iter()
-                        .filter_map(|i| batch.records.get(*i as usize).cloned())
-                        .collect();
-                    let flags = if batch.flags.len() == batch.records.len() {
-                        idx.iter()
-                            .filter_map(|i| batch.flags.get(*i as usize).copied())
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
+                    let (records, flags) = batch.pick(&idx);
                     Some(Subset {
                         records,
                         flags,
@@ -57,7 +47,7 @@ impl Engine {
                     })
                 }
             };
-            if batch.records.is_empty() {
+            if batch.records().is_empty() {
                 continue;
             }
             if inst.spec.delivery == Delivery::Required {

@@ -194,7 +194,7 @@ impl Engine {
             stop: Arc::new(Stop::default()),
             epoch: Instant::now(),
             options,
-            next_batch: AtomicU64::new(1),
+            batch_ids: Arc::new(AtomicU64::new(1)),
             next_instance: AtomicUsize::new(0),
             reloading: tokio::sync::RwLock::new(()),
             lossless_best_effort: AtomicBool::new(false),

@@ -57,7 +57,7 @@ use logrelay_plugin_api::PluginError;
 use crate::host_api::Registry;
 
 pub use backoff::backoff;
-pub use batch::{Batch, Completed, DeliveryRef};
+pub use batch::{Batch, BatchBuilder, Completed, DeliveryRef};
 pub use instance::{Instance, InstanceHealth};
 pub use lifecycle::{EngineOptions, ReloadReport, StartupErrors, request_once};
 pub use stats::{HISTOGRAM_BOUNDS, Histogram, InstanceStats};
@@ -74,7 +74,8 @@ pub struct Engine {
     stop: Arc<Stop>,
     epoch: Instant,
     options: EngineOptions,
-    next_batch: AtomicU64,
+    /// The next batch id, shared with every [`BatchBuilder`].
+    batch_ids: Arc<AtomicU64>,
     next_instance: AtomicUsize,
     /// Held for reading by every dispatch and for writing while a reload swaps instances.
     reloading: tokio::sync::RwLock<()>,
@@ -100,7 +101,12 @@ impl Engine {
 
     /// A new batch id.
     pub fn next_batch_id(&self) -> u64 {
-        self.next_batch.fetch_add(1, Ordering::Relaxed)
+        self.batch_ids.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A builder of batches of up to `max_records` records, numbered by this engine.
+    pub fn batch_builder(&self, max_records: usize) -> BatchBuilder {
+        BatchBuilder::new(self.batch_ids.clone(), max_records)
     }
 
     /// Batches not yet complete.

@@ -136,7 +136,7 @@ fn fail_indices(p: &mut PendingBatch, idx: &Option<Arc<[u32]>>, reason: &str) {
     let list: &[u32] = match idx {
         Some(list) => list,
         None => {
-            all = (0..p.batch.records.len() as u32).collect();
+            all = (0..p.batch.records().len() as u32).collect();
             &all
         }
     };

@@ -28,8 +28,8 @@ pub(super) struct Job {
 /// The records of a batch a route filter picked.
 pub(super) struct Subset {
     pub(super) records: Vec<Record>,
-    /// Their flags (empty when the batch has none).
-    pub(super) flags: Vec<RecordFlags>,
+    /// Their flags (`None` when the batch has none).
+    pub(super) flags: Option<Vec<RecordFlags>>,
     /// Their indices in the batch.
     pub(super) origin: Arc<[u32]>,
 }
@@ -38,15 +38,15 @@ impl Job {
     pub(super) fn records(&self) -> &[Record] {
         match &self.subset {
             Some(s) => &s.records,
-            None => &self.batch.records,
+            None => self.batch.records(),
         }
     }
 
-    /// One per record of [`Job::records`], or empty when unknown.
-    fn flags(&self) -> &[RecordFlags] {
+    /// One per record of [`Job::records`], or `None` when unknown.
+    fn flags(&self) -> Option<&[RecordFlags]> {
         match &self.subset {
-            Some(s) => &s.flags,
-            None => &self.batch.flags,
+            Some(s) => s.flags.as_deref(),
+            None => self.batch.flags(),
         }
     }
 
@@ -121,17 +121,15 @@ impl Worker {
                         .iter()
                         .flat_map(|j| j.records().iter().cloned())
                         .collect();
-                    // Flags only if every batch has them: they must match the records one for one.
-                    let flags: Vec<RecordFlags> =
-                        if jobs.iter().all(|j| j.flags().len() == j.records().len()) {
-                            jobs.iter()
-                                .flat_map(|j| j.flags().iter().copied())
-                                .collect()
-                        } else {
-                            Vec::new()
-                        };
+                    // Flags only if every batch has them, so that they stay one per record.
+                    let flags: Option<Vec<RecordFlags>> =
+                        jobs.iter()
+                            .try_fold(Vec::with_capacity(total), |mut all, j| {
+                                all.extend_from_slice(j.flags()?);
+                                Some(all)
+                            });
                     self.inst.stats.coalesced.fetch_add(1, Ordering::Relaxed);
-                    match self.deliver(&merged, &flags) {
+                    match self.deliver(&merged, flags.as_deref()) {
                         // Refused as a whole: which batch was bad is unknown, so each is
                         // offered again alone and only the bad ones are refused.
                         Outcome::RejectedAll(_) => {
@@ -161,16 +159,16 @@ impl Worker {
     }
 
     /// Calls `handle_batch` until it succeeds or fails for good, through the library's
-    /// `handle_batch_flagged` when it has one and `flags` has one per record. Indices in the
-    /// outcome are into `records`.
-    fn deliver(&self, records: &[Record], flags: &[RecordFlags]) -> Outcome {
+    /// `handle_batch_flagged` when it has one and the flags are known (`flags`: one per
+    /// record). Indices in the outcome are into `records`.
+    fn deliver(&self, records: &[Record], flags: Option<&[RecordFlags]>) -> Outcome {
         let mut attempt: u32 = 0;
         loop {
             let started = (self.epoch.elapsed().as_millis() as u64).max(1);
             self.inst.busy_since_ms.store(started, Ordering::Release);
             let call_started = Instant::now();
-            let result = match self.inst.flagged {
-                Some(call) if flags.len() == records.len() => call(
+            let result = match (self.inst.flagged, flags) {
+                (Some(call), Some(flags)) => call(
                     &self.inst.plugin,
                     RSlice::from_slice(records),
                     RSlice::from_slice(flags),

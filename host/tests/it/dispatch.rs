@@ -12,15 +12,14 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::common::{TestDb, options, parse_config, read_ids, wait_until};
 
 fn batch(engine: &Engine, n: usize) -> Batch {
-    Batch {
-        id: engine.next_batch_id(),
-        records: sample_records(n),
-        flags: Vec::new(),
-        deliveries: vec![DeliveryRef {
+    Batch::unflagged(
+        engine.next_batch_id(),
+        sample_records(n),
+        vec![DeliveryRef {
             generation: 1,
             tag: 1,
         }],
-    }
+    )
 }
 
 async fn next(done: &mut UnboundedReceiver<Completed>) -> Completed {
@@ -110,15 +109,14 @@ async fn each_record_refused_by_the_store_carries_its_own_reason_on_one_line() {
     records[2].message = "NUL \0 inside".into();
     records[3] = records[3].clone().with_attributes("not json");
     engine
-        .dispatch(Batch {
-            id: engine.next_batch_id(),
+        .dispatch(Batch::unflagged(
+            engine.next_batch_id(),
             records,
-            flags: Vec::new(),
-            deliveries: vec![DeliveryRef {
+            vec![DeliveryRef {
                 generation: 1,
                 tag: 1,
             }],
-        })
+        ))
         .await;
     let c = next(&mut done).await;
     let expected = [
@@ -326,7 +324,7 @@ fn unique_batch(engine: &Engine, tag: &str, n: usize) -> (Batch, Vec<String>) {
                 RecordFlags::NONE
             }
         })
-        .collect();
+        .collect::<Vec<_>>();
     let mut ids = Vec::with_capacity(n);
     for (i, r) in records.iter_mut().enumerate() {
         let id = format!("{tag}-{i}");
@@ -334,15 +332,14 @@ fn unique_batch(engine: &Engine, tag: &str, n: usize) -> (Batch, Vec<String>) {
         ids.push(id);
     }
     (
-        Batch {
-            id: engine.next_batch_id(),
-            records,
-            flags,
-            deliveries: vec![DeliveryRef {
+        Batch::flagged(
+            engine.next_batch_id(),
+            records.into_iter().zip(flags),
+            vec![DeliveryRef {
                 generation: 1,
                 tag: 1,
             }],
-        },
+        ),
         ids,
     )
 }

@@ -72,15 +72,14 @@ async fn a_plugin_built_against_1_0_loads_and_gets_its_batches_without_flags() {
     let (engine, mut done) = Engine::start(&config, options()).expect("the 1.0 plugin loads");
     let records = sample_records(20);
     engine
-        .dispatch(Batch {
-            id: engine.next_batch_id(),
-            flags: vec![RecordFlags::RECEIVE_TIME; records.len()],
-            records,
-            deliveries: vec![DeliveryRef {
+        .dispatch(Batch::flagged(
+            engine.next_batch_id(),
+            records.into_iter().map(|r| (r, RecordFlags::RECEIVE_TIME)),
+            vec![DeliveryRef {
                 generation: 1,
                 tag: 1,
             }],
-        })
+        ))
         .await;
     let completed = tokio::time::timeout(Duration::from_secs(20), done.recv())
         .await
