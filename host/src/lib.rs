@@ -3,6 +3,7 @@
 //! `docs/ARCHITECTURE.md` describes how the pieces fit together.
 
 pub mod admin;
+pub mod app;
 pub mod cli;
 pub mod config;
 pub mod decode;

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 
-use crate::cli::{load_plugins_config, start_engine};
+use crate::app::{load_plugins_config, start_engine};
 use crate::config::{Env, Settings};
 use crate::decode::{DecodeContext, decode};
 use crate::engine::{BatchBuilder, DeliveryRef, Engine};

@@ -13,7 +13,7 @@ use logrelay_plugin_api::escape::{escape, push_json_escaped};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::cli::load_plugins_config;
+use crate::app::load_plugins_config;
 use crate::config::{Env, InstanceSpec, Settings};
 use crate::engine::request_once;
 use crate::loader::Loader;

@@ -1,0 +1,288 @@
+//! The wiring the commands share: loading plugins.toml, starting the engine, and the `run`,
+//! `check`, `plugins`, `health` and `reload` commands. `replay` and `sql` build on
+//! [`load_plugins_config`] and [`start_engine`]; `cli.rs` only parses and dispatches.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context as _, bail};
+use tokio::sync::watch;
+
+use crate::config::{Env, PluginsConfig, Settings};
+use crate::engine::{Engine, EngineOptions};
+use crate::intake::{self, IntakeStats};
+use crate::loader;
+
+/// Re-reads plugins.toml and applies it to the running engine, logging the outcome.
+fn reload_now(
+    settings: &Settings,
+    env: &Env,
+    engine: &Engine,
+) -> Result<crate::engine::ReloadReport, String> {
+    tracing::info!(file = %settings.plugins_file.display(), "Reloading plugins.toml.");
+    let outcome = load_plugins_config(settings, env)
+        .map_err(|e| format!("{e:#}"))
+        .and_then(|config| engine.reload(&config).map_err(|e| e.to_string()));
+    match &outcome {
+        Ok(r) => tracing::info!(
+            added = ?r.added,
+            changed = ?r.changed,
+            removed = ?r.removed,
+            "Reloaded."
+        ),
+        Err(e) => tracing::error!(error = %e, "Reload refused; the running configuration stays."),
+    }
+    outcome
+}
+
+/// Logs to stderr with `filter` (an `EnvFilter`; `info` when it does not parse).
+pub fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Loads plugins.toml, reporting every problem.
+pub fn load_plugins_config(settings: &Settings, env: &Env) -> anyhow::Result<PluginsConfig> {
+    let env = env.with_settings(settings);
+    let config = PluginsConfig::load(&settings.plugins_file, &env, &settings.plugin_dir)?;
+    if config.enabled().next().is_none() {
+        bail!(
+            "{} enables no connector; add a [plugins.<name>] table (see docs/CONFIG.md)",
+            settings.plugins_file.display()
+        );
+    }
+    Ok(config)
+}
+
+/// Starts the engine on a blocking thread (plugins' constructors may block).
+pub async fn start_engine(
+    settings: &Settings,
+    config: PluginsConfig,
+) -> anyhow::Result<(
+    Arc<Engine>,
+    tokio::sync::mpsc::UnboundedReceiver<crate::engine::Completed>,
+)> {
+    let options = EngineOptions::from(settings);
+    let started = tokio::task::spawn_blocking(move || Engine::start(&config, options))
+        .await
+        .context("the start-up task failed")??;
+    Ok(started)
+}
+
+/// `logrelay run`: consumes RabbitMQ until a signal, then drains and stops.
+pub async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
+    let config = load_plugins_config(&settings, env)?;
+    let (engine, completions) = start_engine(&settings, config).await?;
+    for inst in engine.instances().iter() {
+        tracing::info!(
+            plugin = %inst.spec.name,
+            r#type = %inst.manifest.type_name,
+            version = %inst.manifest.version,
+            delivery = ?inst.spec.delivery,
+            "Instance started."
+        );
+    }
+    tokio::spawn(engine.clone().watchdog());
+    tokio::spawn(engine.clone().health_loop(settings.healthcheck_interval));
+    let stats = Arc::new(IntakeStats::default());
+    let reloader: crate::admin::Reloader = {
+        let (settings, env, engine) = (settings.clone(), env.clone(), engine.clone());
+        Arc::new(move || reload_now(&settings, &env, &engine))
+    };
+    let admin = crate::admin::AdminState {
+        engine: engine.clone(),
+        intake: stats.clone(),
+        reload: reloader.clone(),
+    };
+    let bound = crate::admin::serve(settings.admin_addr, admin)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on LOGRELAY_ADMIN_ADDR={} for metrics and health",
+                settings.admin_addr
+            )
+        })?;
+    tracing::info!(addr = %bound, "Serving /metrics, /health and /reload.");
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let reload = reloader.clone();
+            let _ = tokio::task::spawn_blocking(move || reload()).await;
+        }
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let signalled = engine.clone();
+    let shutdown_timeout = settings.shutdown_timeout;
+    let deadline = Arc::new(std::sync::OnceLock::new());
+    let deadline_set = deadline.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        let _ = deadline_set.set(Instant::now() + shutdown_timeout);
+        tracing::info!("Shutting down: finishing the batches in flight.");
+        signalled.stop_retrying();
+        let _ = stop_tx.send(true);
+    });
+    intake::run(
+        settings.clone(),
+        engine.clone(),
+        completions,
+        stop_rx,
+        stats.clone(),
+    )
+    .await;
+    // One budget for the whole shutdown: what the drain left of it goes to the instances.
+    let deadline = deadline
+        .get()
+        .copied()
+        .unwrap_or_else(|| Instant::now() + settings.shutdown_timeout)
+        .max(Instant::now() + std::time::Duration::from_millis(500));
+    let stopping = engine.clone();
+    tokio::task::spawn_blocking(move || stopping.shutdown(deadline))
+        .await
+        .context("the shutdown task failed")?;
+    tracing::info!(
+        messages = stats.messages.load(std::sync::atomic::Ordering::Relaxed),
+        acked = stats.acked.load(std::sync::atomic::Ordering::Relaxed),
+        dead_lettered = stats
+            .dead_lettered
+            .load(std::sync::atomic::Ordering::Relaxed),
+        "Stopped."
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `logrelay health` / `logrelay reload`: one request to the running host's admin address
+/// (`health` is the Docker HEALTHCHECK). Exit 0 on a 200 answer.
+pub fn admin_call(settings: &Settings, method: &str, path: &str) -> anyhow::Result<ExitCode> {
+    use std::io::{Read, Write};
+    let mut addr = settings.admin_addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let timeout = std::time::Duration::from_secs(60);
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).with_context(|| {
+        format!("nothing answers on LOGRELAY_ADMIN_ADDR={addr}; is logrelay running?")
+    })?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response.split_whitespace().nth(1).unwrap_or("");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    println!("{body}");
+    Ok(if status == "200" {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `logrelay check`: builds and health-checks every enabled instance, then stops them.
+pub fn check(settings: &Settings, env: &Env) -> anyhow::Result<ExitCode> {
+    let config = load_plugins_config(settings, env)?;
+    match Engine::check(&config) {
+        Ok(instances) => {
+            println!(
+                "{}: {} instance(s) ready",
+                settings.plugins_file.display(),
+                instances.len()
+            );
+            for (spec, manifest) in instances {
+                println!(
+                    "  [plugins.{}] {} {} ({:?}) from {}",
+                    spec.name,
+                    manifest.type_name,
+                    manifest.version,
+                    spec.delivery,
+                    spec.library.display()
+                );
+            }
+            for spec in config.instances.iter().filter(|i| !i.enabled) {
+                println!("  [plugins.{}] {} (disabled)", spec.name, spec.type_name);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// `logrelay plugins`: lists the connector libraries in the plugin directory.
+pub fn plugins(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let dir = &settings.plugin_dir;
+    let found = loader::discover(dir)
+        .with_context(|| format!("cannot list the plugin directory {}", dir.display()))?;
+    if found.is_empty() {
+        eprintln!(
+            "error: no liblogrelay_*.so in {} (set LOGRELAY_PLUGIN_DIR)",
+            dir.display()
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    let mut failed = false;
+    for path in found {
+        match loader::load_library(&path) {
+            Ok(lib) => {
+                let m = lib.manifest();
+                let caps = if m.capabilities.is_empty() {
+                    String::from("-")
+                } else {
+                    m.capabilities.join(",")
+                };
+                println!(
+                    "{:<12} {:<8} capabilities: {:<12} {}  ({})",
+                    m.type_name,
+                    m.version,
+                    caps,
+                    m.description,
+                    path.display()
+                );
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("error: {e}");
+            }
+        }
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
