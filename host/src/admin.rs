@@ -14,7 +14,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::json;
 
-use crate::config::Delivery;
+use crate::config::Acceptance;
 use crate::engine::{Engine, InstanceHealth, InstanceStats, ReloadReport};
 use crate::intake::IntakeStats;
 
@@ -84,7 +84,7 @@ async fn health(State(state): State<AdminState>) -> impl IntoResponse {
         .instances()
         .iter()
         .map(|inst| {
-            let required = inst.spec.delivery == Delivery::Required;
+            let required = inst.spec.acceptance == Acceptance::Required;
             let (status, reason) = match inst.health() {
                 InstanceHealth::Ok => ("ok", None),
                 InstanceHealth::Unhealthy(r) => ("unhealthy", Some(r)),

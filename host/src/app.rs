@@ -83,7 +83,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode>
             plugin = %inst.spec.name,
             r#type = %inst.manifest.type_name,
             version = %inst.manifest.version,
-            delivery = ?inst.spec.delivery,
+            acceptance = ?inst.spec.acceptance,
             "Instance started."
         );
     }
@@ -227,7 +227,7 @@ pub fn check(settings: &Settings, env: &Env) -> anyhow::Result<ExitCode> {
                     spec.name,
                     manifest.type_name,
                     manifest.version,
-                    spec.delivery,
+                    spec.acceptance,
                     spec.library.display()
                 );
             }

@@ -3,5 +3,5 @@
 pub mod plugins;
 pub mod settings;
 
-pub use plugins::{Delivery, InstanceSpec, PluginsConfig, PluginsConfigError, Route};
+pub use plugins::{Acceptance, InstanceSpec, PluginsConfig, PluginsConfigError, Route};
 pub use settings::{Env, SettingWarning, Settings, SettingsError};

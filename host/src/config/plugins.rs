@@ -4,7 +4,7 @@
 //! [plugins.errors_to_console]   # the instance name, chosen by the user
 //! type = "console"              # finds liblogrelay_console.so in the plugin directory
 //! enabled = true                # default true
-//! delivery = "best_effort"      # or "required" (gates the RabbitMQ ack)
+//! acceptance = "best_effort"    # or "required" (gates the RabbitMQ ack); alias `delivery`
 //! [plugins.errors_to_console.route]
 //! min_level = "warning"         # or levels = ["error", "critical"]
 //! projects = ["shop"]           # empty or absent: every project
@@ -24,23 +24,24 @@ use serde::Deserialize;
 
 use crate::config::settings::Env;
 
-/// Whether an instance's acceptance gates the acknowledgement to RabbitMQ.
+/// Whether an instance's acceptance gates the acknowledgement to RabbitMQ (the `acceptance` key
+/// of plugins.toml, formerly `delivery`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Delivery {
+pub enum Acceptance {
     /// A delivery is acked only once this instance has accepted its records.
     Required,
     /// Failures are counted and logged; they never hold up an ack.
     BestEffort,
 }
 
-impl Delivery {
+impl Acceptance {
     /// The default for a connector type: console, telegram and http-api (its live tail) are
     /// best effort, the rest required.
-    pub fn default_for(type_name: &str) -> Delivery {
+    pub fn default_for(type_name: &str) -> Acceptance {
         match type_name {
-            "console" | "telegram" | "http-api" => Delivery::BestEffort,
-            _ => Delivery::Required,
+            "console" | "telegram" | "http-api" => Acceptance::BestEffort,
+            _ => Acceptance::Required,
         }
     }
 }
@@ -54,8 +55,9 @@ struct RawInstance {
     enabled: bool,
     #[serde(default)]
     path: Option<PathBuf>,
-    #[serde(default)]
-    delivery: Option<Delivery>,
+    /// `delivery` is its former name, still accepted; giving both is refused as a duplicate.
+    #[serde(default, alias = "delivery")]
+    acceptance: Option<Acceptance>,
     #[serde(default)]
     route: RawRoute,
     #[serde(default)]
@@ -118,7 +120,7 @@ pub struct InstanceSpec {
     /// The library to load.
     pub library: PathBuf,
     /// Whether its acceptance gates the ack.
-    pub delivery: Delivery,
+    pub acceptance: Acceptance,
     /// Which records it receives.
     pub route: Route,
     /// The connector-owned config, as JSON text.
@@ -255,9 +257,9 @@ fn parse_instance(
     });
     Ok(InstanceSpec {
         name: name.to_owned(),
-        delivery: raw
-            .delivery
-            .unwrap_or_else(|| Delivery::default_for(&raw.type_name)),
+        acceptance: raw
+            .acceptance
+            .unwrap_or_else(|| Acceptance::default_for(&raw.type_name)),
         type_name: raw.type_name,
         enabled: raw.enabled,
         library,
@@ -389,13 +391,13 @@ route = { min_level = "error", projects = ["shop"] }
         assert_eq!(cfg.instances.len(), 3);
         let errors = &cfg.instances[0];
         assert_eq!(errors.name, "errors");
-        assert_eq!(errors.delivery, Delivery::Required);
+        assert_eq!(errors.acceptance, Acceptance::Required);
         let mut r = Record::new("1", 0, Level::ERROR, "shop", "db", "m");
         assert!(errors.route.matches(&r));
         r.level = Level::WARNING;
         assert!(!errors.route.matches(&r));
         let out = &cfg.instances[1];
-        assert_eq!(out.delivery, Delivery::BestEffort);
+        assert_eq!(out.acceptance, Acceptance::BestEffort);
         assert_eq!(out.library, Path::new("/plugins/liblogrelay_console.so"));
         assert!(out.route.is_all());
         let store = &cfg.instances[2];
@@ -404,6 +406,20 @@ route = { min_level = "error", projects = ["shop"] }
             store.config_json,
             r#"{"literal":"${NOT_A_VAR}","url":"postgres://x/logs"}"#
         );
+    }
+
+    #[test]
+    fn acceptance_is_the_key_and_delivery_its_alias_not_both() {
+        let parse = |key: &str| {
+            let text = format!("[plugins.out]\ntype = \"console\"\n{key}\n");
+            PluginsConfig::parse(&text, &env(), Path::new("/plugins"))
+        };
+        for key in ["acceptance = \"required\"", "delivery = \"required\""] {
+            let cfg = parse(key).expect("parses");
+            assert_eq!(cfg.instances[0].acceptance, Acceptance::Required, "{key}");
+        }
+        let both = parse("acceptance = \"required\"\ndelivery = \"best_effort\"");
+        assert!(both.is_err(), "{both:?}");
     }
 
     #[test]

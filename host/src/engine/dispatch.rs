@@ -11,7 +11,7 @@ use super::Engine;
 use super::batch::Batch;
 use super::instance::Instance;
 use super::worker::{Job, Subset};
-use crate::config::Delivery;
+use crate::config::Acceptance;
 
 impl Engine {
     /// Routes a batch to the instances. Waits while a required instance's channel is full: that
@@ -50,7 +50,7 @@ impl Engine {
             if batch.records().is_empty() {
                 continue;
             }
-            if inst.spec.delivery == Delivery::Required {
+            if inst.spec.acceptance == Acceptance::Required {
                 waiting.push((inst.index, subset.as_ref().map(|s| s.origin.clone())));
             } else if inst.is_disabled() {
                 continue;
@@ -72,12 +72,12 @@ impl Engine {
             let Some(tx) = inst.sender() else {
                 continue;
             };
-            match inst.spec.delivery {
-                Delivery::Required => self.send_required(inst, &tx, job).await,
-                Delivery::BestEffort if self.lossless_best_effort.load(Ordering::Relaxed) => {
+            match inst.spec.acceptance {
+                Acceptance::Required => self.send_required(inst, &tx, job).await,
+                Acceptance::BestEffort if self.lossless_best_effort.load(Ordering::Relaxed) => {
                     let _ = tx.send(job).await;
                 }
-                Delivery::BestEffort => {
+                Acceptance::BestEffort => {
                     if let Err(mpsc::error::TrySendError::Full(job)) = tx.try_send(job) {
                         let n = job.records().len() as u64;
                         inst.stats.records_dropped.fetch_add(n, Ordering::Relaxed);

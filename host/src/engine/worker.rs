@@ -16,7 +16,7 @@ use super::batch::Batch;
 use super::instance::Instance;
 use super::lifecycle::Stop;
 use super::tracker::Tracker;
-use crate::config::Delivery;
+use crate::config::Acceptance;
 
 /// The records of a batch one instance gets.
 pub(super) struct Job {
@@ -272,7 +272,7 @@ impl Worker {
     /// Accounts for a job's outcome; indices in `Rejected` are into the job's records.
     fn report(&self, job: &Job, outcome: Outcome) {
         let stats = &self.inst.stats;
-        let required = self.inst.spec.delivery == Delivery::Required;
+        let required = self.inst.spec.acceptance == Acceptance::Required;
         let n = job.records().len() as u64;
         match outcome {
             Outcome::Accepted => {
@@ -326,7 +326,7 @@ impl Worker {
         for (index, reason) in &bad {
             tracing::trace!(plugin = %self.inst.spec.name, index, reason = %reason, "Record refused.");
         }
-        if self.inst.spec.delivery == Delivery::Required {
+        if self.inst.spec.acceptance == Acceptance::Required {
             self.tracker.settle(job.batch.id, self.inst.index, bad);
         }
     }
