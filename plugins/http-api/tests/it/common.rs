@@ -177,15 +177,14 @@ impl Api {
     /// Dispatches records through the engine and waits until the store has them.
     pub async fn dispatch(&mut self, records: Vec<Record>) {
         self.engine
-            .dispatch(Batch {
-                id: self.engine.next_batch_id(),
+            .dispatch(Batch::unflagged(
+                self.engine.next_batch_id(),
                 records,
-                flags: Vec::new(),
-                deliveries: vec![DeliveryRef {
+                vec![DeliveryRef {
                     generation: 1,
                     tag: 1,
                 }],
-            })
+            ))
             .await;
         let c = tokio::time::timeout(Duration::from_secs(30), self.done.recv())
             .await

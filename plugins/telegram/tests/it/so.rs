@@ -63,18 +63,17 @@ chats = [42]
         )
         .expect("engine starts");
         engine
-            .dispatch(Batch {
-                id: engine.next_batch_id(),
-                records: vec![
+            .dispatch(Batch::unflagged(
+                engine.next_batch_id(),
+                vec![
                     Record::new("1", 0, Level::ERROR, "p", "m", "boom"),
                     Record::new("2", 0, Level::INFO, "p", "m", "fine"),
                 ],
-                flags: Vec::new(),
-                deliveries: vec![DeliveryRef {
+                vec![DeliveryRef {
                     generation: 1,
                     tag: 1,
                 }],
-            })
+            ))
             .await;
         assert!(
             tokio::task::spawn_blocking({

@@ -37,15 +37,14 @@ async fn the_library_loads_and_stores_through_the_engine() {
     let mut batch = records(0, 50);
     batch[9].message = "bad \0".into();
     engine
-        .dispatch(Batch {
-            id: engine.next_batch_id(),
-            records: batch,
-            flags: Vec::new(),
-            deliveries: vec![DeliveryRef {
+        .dispatch(Batch::unflagged(
+            engine.next_batch_id(),
+            batch,
+            vec![DeliveryRef {
                 generation: 1,
                 tag: 1,
             }],
-        })
+        ))
         .await;
     let c = tokio::time::timeout(Duration::from_secs(20), done.recv())
         .await
