@@ -200,7 +200,7 @@ pub fn decode(body: &[u8], ctx: &DecodeContext<'_>) -> Decoded {
     };
     let decoder = Decoder {
         ctx,
-        route: Route::new(ctx),
+        key_segments: RoutingKeySegments::new(ctx),
     };
     let mut scratch = Scratch {
         slots: Slots::default(),
@@ -245,25 +245,26 @@ impl Decoded {
     }
 }
 
-/// What the routing key says, worked out once per message.
+/// The project, module and level named by the routing key's segments
+/// (`<project>.<module>[.<level>]`), worked out once per message.
 #[derive(Debug, Clone, Copy, Default)]
-struct Route<'a> {
+struct RoutingKeySegments<'a> {
     project: Option<&'a str>,
     module: Option<&'a str>,
     level: Option<Level>,
 }
 
-impl<'a> Route<'a> {
-    fn new(ctx: &DecodeContext<'a>) -> Route<'a> {
+impl<'a> RoutingKeySegments<'a> {
+    fn new(ctx: &DecodeContext<'a>) -> RoutingKeySegments<'a> {
         let key = ctx.routing_key;
         if key.is_empty() || key == ctx.queue {
-            return Route::default();
+            return RoutingKeySegments::default();
         }
         let mut segments = key.split('.');
         let project = segments.next().filter(|s| !s.is_empty());
         let module = segments.next().filter(|s| !s.is_empty());
         let level = segments.next().and_then(Level::from_name);
-        Route {
+        RoutingKeySegments {
             project,
             module,
             level,
@@ -543,7 +544,7 @@ impl<'de> Visitor<'de> for ArrayVisitor<'_, '_, '_, 'de> {
 /// Decodes one message: its context, and what its routing key says.
 struct Decoder<'c, 'a> {
     ctx: &'c DecodeContext<'a>,
-    route: Route<'a>,
+    key_segments: RoutingKeySegments<'a>,
 }
 
 /// Whether a byte is JSON whitespace.
@@ -748,18 +749,20 @@ impl Decoder<'_, '_> {
             Some(slot) => errors.check(timestamp_field(&slot.entry)),
         };
         let level = match &slots.level {
-            None => Some(self.route.level.unwrap_or(Level::INFO)),
+            None => Some(self.key_segments.level.unwrap_or(Level::INFO)),
             Some(slot) => errors.check(level_field(&slot.entry)),
         };
         let project = match &slots.project {
             None => Some(Cow::Borrowed(
-                self.route.project.unwrap_or(self.ctx.default_project),
+                self.key_segments
+                    .project
+                    .unwrap_or(self.ctx.default_project),
             )),
             Some(slot) => errors.check(string_field(&slot.entry)),
         };
         let module = match &slots.module {
             None => Some(Cow::Borrowed(
-                self.route.module.unwrap_or(self.ctx.default_module),
+                self.key_segments.module.unwrap_or(self.ctx.default_module),
             )),
             Some(slot) => errors.check(string_field(&slot.entry)),
         };
