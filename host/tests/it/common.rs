@@ -334,23 +334,19 @@ impl Ran {
     /// Asserts that its stdout contains each of `parts`.
     #[track_caller]
     pub fn stdout_has(&self, parts: &[&str]) -> &Self {
-        for part in parts {
-            assert!(
-                self.stdout().contains(part),
-                "stdout lacks {part:?}: {self}"
-            );
-        }
-        self
+        self.has("stdout", &self.stdout(), parts)
     }
 
     /// Asserts that its stderr contains each of `parts`.
     #[track_caller]
     pub fn stderr_has(&self, parts: &[&str]) -> &Self {
+        self.has("stderr", &self.stderr(), parts)
+    }
+
+    #[track_caller]
+    fn has(&self, stream: &str, text: &str, parts: &[&str]) -> &Self {
         for part in parts {
-            assert!(
-                self.stderr().contains(part),
-                "stderr lacks {part:?}: {self}"
-            );
+            assert!(text.contains(part), "{stream} lacks {part:?}: {self}");
         }
         self
     }
