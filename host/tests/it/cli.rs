@@ -6,9 +6,14 @@ use std::time::{Duration, Instant};
 
 use crate::common::broker_shared;
 use crate::common::{
-    AMQP_URL, TestDb, declare, delete, logs, plugin_dir, rabbit, read_ids, ready, unique,
-    wait_until,
+    AMQP_URL, StartAppOnDrop, TestDb, declare, delete, logs, plugin_dir, rabbit, rabbitmqctl,
+    read_ids, ready, run, unique, wait_until,
 };
+
+/// Writes the plugins.toml the binary reads in `dir`.
+fn write_plugins(dir: &Path, text: impl AsRef<str>) {
+    std::fs::write(dir.join("plugins.toml"), text.as_ref()).expect("write plugins.toml");
+}
 
 /// The binary, run in `dir` with an empty .env and the given environment.
 fn logrelay(dir: &Path, env: &[(&str, String)]) -> Command {
@@ -30,135 +35,70 @@ fn logrelay(dir: &Path, env: &[(&str, String)]) -> Command {
 #[test]
 fn check_reports_success_and_failure_with_exit_codes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         "[plugins.out]\ntype = \"console\"\n[plugins.sink]\ntype = \"fixture\"\n[plugins.off]\ntype = \"telegram\"\nenabled = false\n",
-    )
-    .expect("write");
-    let out = logrelay(dir.path(), &[])
-        .arg("check")
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("2 instance(s) ready"), "{stdout}");
-    assert!(
-        stdout.contains("[plugins.off] telegram (disabled)"),
-        "{stdout}"
-    );
+    run(logrelay(dir.path(), &[]).arg("check"))
+        .succeeds()
+        .stdout_has(&["2 instance(s) ready", "[plugins.off] telegram (disabled)"]);
 
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         "[plugins.a]\ntype = \"fixture\"\ncolour = 1\n[plugins.b]\ntype = \"fixture\"\nroute = { min_level = \"loud\" }\n",
-    )
-    .expect("write");
-    let out = logrelay(dir.path(), &[])
-        .arg("check")
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
-    assert!(
-        stderr.contains("colour") && stderr.contains("\"loud\""),
-        "{stderr}"
     );
+    run(logrelay(dir.path(), &[]).arg("check"))
+        .fails()
+        .stderr_has(&["colour", "\"loud\""]);
 }
 
 #[test]
 fn invalid_settings_warn_or_fail_in_strict_mode() {
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
-        "[plugins.sink]\ntype = \"fixture\"\n",
-    )
-    .expect("write");
+    write_plugins(dir.path(), "[plugins.sink]\ntype = \"fixture\"\n");
     let bad = [("LOGRELAY_PREFETCH", "many".to_owned())];
-    let out = logrelay(dir.path(), &bad)
-        .arg("check")
-        .output()
-        .expect("run");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    assert!(
-        stderr.contains("LOGRELAY_PREFETCH=\"many\" is invalid"),
-        "{stderr}"
-    );
-    let out = logrelay(dir.path(), &bad)
-        .args(["--strict", "check"])
-        .output()
-        .expect("run");
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("LOGRELAY_PREFETCH"));
+    run(logrelay(dir.path(), &bad).arg("check"))
+        .succeeds()
+        .stderr_has(&["LOGRELAY_PREFETCH=\"many\" is invalid"]);
+    run(logrelay(dir.path(), &bad).args(["--strict", "check"]))
+        .fails()
+        .stderr_has(&["LOGRELAY_PREFETCH"]);
 }
 
 #[test]
 fn plugins_lists_the_libraries() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = logrelay(dir.path(), &[])
-        .arg("plugins")
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains("fixture") && stdout.contains("console"),
-        "{stdout}"
-    );
+    run(logrelay(dir.path(), &[]).arg("plugins")).stdout_has(&["fixture", "console"]);
 }
 
 #[test]
 fn replay_feeds_a_file_through_the_instances() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         format!("[plugins.sink]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?} }}\n"),
-    )
-    .expect("write");
+    );
     let file = dir.path().join("logs.jsonl");
     std::fs::write(&file, logs("replay", 25).join("\n")).expect("write");
-    let out = logrelay(dir.path(), &[])
-        .arg("replay")
-        .arg(&file)
-        .output()
-        .expect("run");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.contains("replayed 25 record(s)") && stdout.contains("25 delivered"),
-        "{stdout}"
-    );
+    run(logrelay(dir.path(), &[]).arg("replay").arg(&file))
+        .succeeds()
+        .stdout_has(&["replayed 25 record(s)", "25 delivered"]);
     assert_eq!(read_ids(&ids).len(), 25);
 
     // A slow best-effort instance still gets every record of a replay before it ends.
     std::fs::write(&ids, "").expect("truncate");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         format!(
             "[plugins.sink]\ntype = \"fixture\"\ndelivery = \"best_effort\"\nconfig = {{ record_to = {ids:?}, sleep_ms = 50 }}\n"
         ),
-    )
-    .expect("write");
-    let out = logrelay(
-        dir.path(),
-        &[("LOGRELAY_BATCH_MAX_RECORDS", "5".to_owned())],
-    )
-    .arg("replay")
-    .arg(&file)
-    .output()
-    .expect("run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
     );
+    let small_batches = [("LOGRELAY_BATCH_MAX_RECORDS", "5".to_owned())];
+    run(logrelay(dir.path(), &small_batches)
+        .arg("replay")
+        .arg(&file))
+    .succeeds();
     assert_eq!(read_ids(&ids).len(), 25);
 }
 
@@ -190,13 +130,12 @@ async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
     let queue = unique("kill9");
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         format!(
             "[plugins.sink]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?}, sleep_ms = 20 }}\n"
         ),
-    )
-    .expect("write");
+    );
     let env = [
         ("LOGRELAY_QUEUE", queue.clone()),
         ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
@@ -206,21 +145,15 @@ async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
     declare(&ch, &queue).await;
     let file = dir.path().join("logs.jsonl");
     std::fs::write(&file, logs("k", 3000).join("\n")).expect("write");
-    let out = logrelay(dir.path(), &env)
+    let sent = run(logrelay(dir.path(), &env)
         .args(["send", "--routing-key", &queue, "--exchange", ""])
         .arg("--file")
-        .arg(&file)
-        .output()
-        .expect("send");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+        .arg(&file));
+    sent.succeeds();
     assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        stdout.starts_with("3000 of 3000 message(s) confirmed"),
-        "{stdout}"
+        sent.stdout()
+            .starts_with("3000 of 3000 message(s) confirmed"),
+        "{sent}"
     );
 
     let mut host = logrelay(dir.path(), &env)
@@ -256,15 +189,6 @@ async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
     delete(&ch, &queue).await;
 }
 
-/// Starts the broker application again even when the test fails half-way.
-struct StartAppOnDrop;
-
-impl Drop for StartAppOnDrop {
-    fn drop(&mut self) {
-        let _ = Command::new("rabbitmqctl").arg("start_app").output();
-    }
-}
-
 fn peak_rss_kib(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -279,11 +203,10 @@ async fn a_slow_required_instance_keeps_memory_bounded() {
     let _broker = broker_shared().await;
     let queue = unique("slowmem");
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         "[plugins.slow]\ntype = \"fixture\"\nconfig = { sleep_ms = 100 }\n",
-    )
-    .expect("write");
+    );
     let (_conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
     // 20,000 messages of about 2 KiB: 40 MiB waiting in the broker.
@@ -363,13 +286,12 @@ async fn metrics_move_and_health_follows_the_instance() {
     let queue = unique("admin");
     let dir = tempfile::tempdir().expect("tempdir");
     let flag = dir.path().join("sick");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         format!(
             "[plugins.sink]\ntype = \"fixture\"\nconfig = {{ fail_while_exists = {flag:?} }}\n"
         ),
-    )
-    .expect("write");
+    );
     let (_conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
     let addr = free_addr();
@@ -417,14 +339,7 @@ async fn metrics_move_and_health_follows_the_instance() {
         }),
         "health did not turn red with a failing required instance"
     );
-    let probe = logrelay(dir.path(), &env)
-        .arg("health")
-        .output()
-        .expect("health");
-    assert!(
-        !probe.status.success(),
-        "logrelay health must fail while unhealthy"
-    );
+    run(logrelay(dir.path(), &env).arg("health")).fails();
     std::fs::remove_file(&flag).expect("unflag");
     assert!(
         wait_until(Duration::from_secs(10), || {
@@ -432,25 +347,13 @@ async fn metrics_move_and_health_follows_the_instance() {
         }),
         "health did not turn green again"
     );
-    let probe = logrelay(dir.path(), &env)
-        .arg("health")
-        .output()
-        .expect("health");
-    let stdout = String::from_utf8_lossy(&probe.stdout);
-    assert!(probe.status.success(), "{stdout}");
-    assert!(stdout.contains("\"rabbitmq\":\"connected\""), "{stdout}");
+    run(logrelay(dir.path(), &env).arg("health"))
+        .succeeds()
+        .stdout_has(&["\"rabbitmq\":\"connected\""]);
 
     // The broker goes away: red, naming RabbitMQ; it comes back: green again by itself.
     let restart = StartAppOnDrop;
-    let out = Command::new("rabbitmqctl")
-        .arg("stop_app")
-        .output()
-        .expect("rabbitmqctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rabbitmqctl(&["stop_app"]);
     assert!(
         wait_until(Duration::from_secs(20), || {
             http_get(&addr, "/health")
@@ -458,15 +361,7 @@ async fn metrics_move_and_health_follows_the_instance() {
         }),
         "health did not turn red without the broker"
     );
-    let out = Command::new("rabbitmqctl")
-        .arg("start_app")
-        .output()
-        .expect("rabbitmqctl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    rabbitmqctl(&["start_app"]);
     drop(restart);
     assert!(
         wait_until(Duration::from_secs(60), || {
@@ -508,28 +403,14 @@ async fn reload_by_command_and_by_sighup_and_a_bad_config_is_refused() {
         "[plugins.a]\ntype = \"fixture\"\n[plugins.b]\ntype = \"fixture\"\n",
     )
     .expect("write");
-    let out = logrelay(dir.path(), &env)
-        .arg("reload")
-        .output()
-        .expect("reload");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("\"added\":[\"b\"]"), "{stdout}");
+    run(logrelay(dir.path(), &env).arg("reload"))
+        .succeeds()
+        .stdout_has(&["\"added\":[\"b\"]"]);
 
     std::fs::write(&plugins, "[plugins.a]\ntype = \"fixture\"\nbogus = 1\n").expect("write");
-    let out = logrelay(dir.path(), &env)
-        .arg("reload")
-        .output()
-        .expect("reload");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        !out.status.success(),
-        "a bad config must be refused: {stdout}"
-    );
-    assert!(
-        stdout.contains("refused") && stdout.contains("bogus"),
-        "{stdout}"
-    );
+    run(logrelay(dir.path(), &env).arg("reload"))
+        .fails()
+        .stdout_has(&["refused", "bogus"]);
     let (_, health) = http_get(&addr, "/health").expect("health");
     assert!(
         health.contains("\"name\":\"b\""),
@@ -557,75 +438,36 @@ async fn reload_by_command_and_by_sighup_and_a_bad_config_is_refused() {
 fn sql_runs_through_the_store_read_only_unless_write() {
     let db = TestDb::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         "[plugins.store]\ntype = \"timescale\"\nconfig = { url = \"${LOGRELAY_DATABASE_URL}\" }\n",
-    )
-    .expect("write");
+    );
     let env = [("LOGRELAY_DATABASE_URL", db.url())];
     let file = dir.path().join("logs.jsonl");
     std::fs::write(&file, logs("sql", 12).join("\n")).expect("write");
-    let out = logrelay(dir.path(), &env)
-        .arg("replay")
-        .arg(&file)
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(logrelay(dir.path(), &env).arg("replay").arg(&file)).succeeds();
 
-    let out = logrelay(dir.path(), &env)
-        .args([
-            "sql",
-            "SELECT project, count(*) AS n FROM logs GROUP BY project",
-        ])
-        .output()
-        .expect("sql");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let grouped = "SELECT project, count(*) AS n FROM logs GROUP BY project";
+    let out = run(logrelay(dir.path(), &env).args(["sql", grouped]));
+    out.succeeds();
     assert_eq!(
-        stdout,
+        out.stdout(),
         "project | n\n--------+---\nshop    | 12\n(1 row(s))\n"
     );
 
-    let out = logrelay(dir.path(), &env)
-        .args(["sql", "--json", "SELECT count(*) AS n FROM logs"])
-        .output()
-        .expect("sql");
+    let out =
+        run(logrelay(dir.path(), &env).args(["sql", "--json", "SELECT count(*) AS n FROM logs"]));
     let answer: serde_json::Value =
-        serde_json::from_slice(&out.stdout).expect("--json prints JSON");
+        serde_json::from_slice(&out.output.stdout).expect("--json prints JSON");
     assert_eq!(answer["rows"][0][0], 12);
 
     let delete = "DELETE FROM logs WHERE id = 'sql-0'";
-    let out = logrelay(dir.path(), &env)
-        .args(["sql", delete])
-        .output()
-        .expect("sql");
-    assert!(
-        !out.status.success(),
-        "a write without --write must be refused"
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("read-only"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = logrelay(dir.path(), &env)
-        .args(["sql", "--write", delete])
-        .output()
-        .expect("sql");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(String::from_utf8_lossy(&out.stdout).contains("(1 row(s) affected)"));
+    run(logrelay(dir.path(), &env).args(["sql", delete]))
+        .fails()
+        .stderr_has(&["read-only"]);
+    run(logrelay(dir.path(), &env).args(["sql", "--write", delete]))
+        .succeeds()
+        .stdout_has(&["(1 row(s) affected)"]);
 }
 
 #[test]
@@ -635,46 +477,30 @@ fn sql_shows_stored_control_and_bidi_characters_escaped() {
     let message = "\x1b]0;owned\x07\x1b[2J\u{9b}H\x7f\u{202e}txt.exe\u{2066}\u{2069}\u{200f}";
     let db = TestDb::new();
     let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         "[plugins.store]\ntype = \"timescale\"\nconfig = { url = \"${LOGRELAY_DATABASE_URL}\" }\n",
-    )
-    .expect("write");
+    );
     let env = [("LOGRELAY_DATABASE_URL", db.url())];
     let file = dir.path().join("logs.jsonl");
     let line = serde_json::json!({"id": "hostile-1", "project": "shop", "message": message});
     std::fs::write(&file, format!("{line}\n")).expect("write");
-    let out = logrelay(dir.path(), &env)
-        .arg("replay")
-        .arg(&file)
-        .output()
-        .expect("replay");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run(logrelay(dir.path(), &env).arg("replay").arg(&file)).succeeds();
     let raw = |text: &str| -> Vec<char> {
         text.chars()
             .filter(|&c| logrelay_plugin_api::escape::needs_escape(c) && c != '\n')
             .collect()
     };
 
-    let out = logrelay(dir.path(), &env)
-        .args(["sql", "SELECT message FROM logs"])
-        .output()
-        .expect("sql");
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
-    assert!(out.status.success(), "{stdout}");
+    let out = run(logrelay(dir.path(), &env).args(["sql", "SELECT message FROM logs"]));
+    out.succeeds();
+    let stdout = String::from_utf8(out.output.stdout).expect("UTF-8");
     assert_eq!(raw(&stdout), Vec::<char>::new(), "{stdout:?}");
     let shown = r"\x1b]0;owned\x07\x1b[2J\u{9b}H\x7f\u{202e}txt.exe\u{2066}\u{2069}\u{200f}";
     assert!(stdout.contains(&format!("\n{shown}\n")), "{stdout:?}");
 
-    let out = logrelay(dir.path(), &env)
-        .args(["sql", "--json", "SELECT message FROM logs"])
-        .output()
-        .expect("sql");
-    let stdout = String::from_utf8(out.stdout).expect("UTF-8");
+    let out = run(logrelay(dir.path(), &env).args(["sql", "--json", "SELECT message FROM logs"]));
+    let stdout = String::from_utf8(out.output.stdout).expect("UTF-8");
     assert_eq!(raw(&stdout), Vec::<char>::new(), "{stdout:?}");
     assert!(
         stdout.contains(r"\u202etxt.exe\u2066\u2069\u200f"),
@@ -684,12 +510,9 @@ fn sql_shows_stored_control_and_bidi_characters_escaped() {
     assert_eq!(answer["rows"][0][0], message);
 
     // An error quoting stored text is escaped too.
-    let out = logrelay(dir.path(), &env)
-        .args(["sql", "SELECT message::int FROM logs"])
-        .output()
-        .expect("sql");
-    let stderr = String::from_utf8(out.stderr).expect("UTF-8");
-    assert!(!out.status.success());
+    let out = run(logrelay(dir.path(), &env).args(["sql", "SELECT message::int FROM logs"]));
+    out.fails();
+    let stderr = String::from_utf8(out.output.stderr).expect("UTF-8");
     assert_eq!(raw(&stderr), Vec::<char>::new(), "{stderr:?}");
     assert!(stderr.contains(r"\u{202e}txt.exe"), "{stderr:?}");
 }
@@ -701,12 +524,11 @@ async fn a_message_that_aborts_the_host_is_dead_lettered_and_every_other_record_
     let queue = unique("poison");
     let dir = tempfile::tempdir().expect("tempdir");
     // The store dedupes; the fixture aborts the process (no panic: nothing catches it).
-    std::fs::write(
-        dir.path().join("plugins.toml"),
+    write_plugins(
+        dir.path(),
         "[plugins.store]\ntype = \"timescale\"\nconfig = { url = \"${LOGRELAY_DATABASE_URL}\" }\n\
          [plugins.crash]\ntype = \"fixture\"\nconfig = { abort_on = \"POISON\" }\n",
-    )
-    .expect("write");
+    );
     let env = [
         ("LOGRELAY_QUEUE", queue.clone()),
         ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),

@@ -1,7 +1,9 @@
 //! Shared helpers: building the plugin libraries, configs, waiting, RabbitMQ access.
 
+use std::borrow::Cow;
+use std::fmt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -287,4 +289,93 @@ impl Drop for TestDb {
             .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0))
             .output();
     }
+}
+
+/// What one run of a command gave, for asserting its outcome. Every failed assertion shows the
+/// command, its exit status, its stdout and its stderr.
+pub struct Ran {
+    command: String,
+    pub output: Output,
+}
+
+/// Runs `cmd` to its end, capturing its output.
+#[track_caller]
+pub fn run(cmd: &mut Command) -> Ran {
+    let command = format!("{cmd:?}");
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("could not run {command}: {e}"));
+    Ran { command, output }
+}
+
+impl Ran {
+    pub fn stdout(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.output.stdout)
+    }
+
+    pub fn stderr(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.output.stderr)
+    }
+
+    /// Asserts that it exited with success.
+    #[track_caller]
+    pub fn succeeds(&self) -> &Self {
+        assert!(self.output.status.success(), "expected success: {self}");
+        self
+    }
+
+    /// Asserts that it exited with failure.
+    #[track_caller]
+    pub fn fails(&self) -> &Self {
+        assert!(!self.output.status.success(), "expected failure: {self}");
+        self
+    }
+
+    /// Asserts that its stdout contains each of `parts`.
+    #[track_caller]
+    pub fn stdout_has(&self, parts: &[&str]) -> &Self {
+        self.has("stdout", &self.stdout(), parts)
+    }
+
+    /// Asserts that its stderr contains each of `parts`.
+    #[track_caller]
+    pub fn stderr_has(&self, parts: &[&str]) -> &Self {
+        self.has("stderr", &self.stderr(), parts)
+    }
+
+    #[track_caller]
+    fn has(&self, stream: &str, text: &str, parts: &[&str]) -> &Self {
+        for part in parts {
+            assert!(text.contains(part), "{stream} lacks {part:?}: {self}");
+        }
+        self
+    }
+}
+
+impl fmt::Display for Ran {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.command,
+            self.output.status,
+            self.stdout(),
+            self.stderr()
+        )
+    }
+}
+
+/// Starts the broker application again even when the test fails half-way.
+pub struct StartAppOnDrop;
+
+impl Drop for StartAppOnDrop {
+    fn drop(&mut self) {
+        let _ = Command::new("rabbitmqctl").arg("start_app").output();
+    }
+}
+
+/// Runs `rabbitmqctl` with `args`; it must succeed.
+#[track_caller]
+pub fn rabbitmqctl(args: &[&str]) {
+    run(Command::new("rabbitmqctl").args(args)).succeeds();
 }

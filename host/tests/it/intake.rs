@@ -12,11 +12,11 @@ use logrelay::intake::{self, IntakeStats};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::common::{broker_exclusive, broker_shared};
 use crate::common::{
-    declare, delete, logs, options, parse_config, publish, rabbit, read_ids, ready, settings_for,
-    unique, wait_until,
+    StartAppOnDrop, declare, delete, logs, options, parse_config, publish, rabbit, rabbitmqctl,
+    read_ids, ready, settings_for, unique, wait_until,
 };
+use crate::common::{broker_exclusive, broker_shared};
 
 /// An in-process host: engine + intake on the test's runtime.
 pub struct Host {
@@ -243,24 +243,72 @@ async fn a_failing_required_instance_holds_the_ack_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread")]
 async fn closed_connections_are_reopened_and_nothing_is_lost() {
     let _broker = broker_exclusive().await;
-    let queue = unique("reconnect");
+    survives(
+        Disruption::CloseConnections,
+        "reconnect",
+        "rc",
+        1000,
+        100,
+        60,
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_broker_stopped_and_started_mid_stream_loses_nothing() {
+    let _broker = broker_exclusive().await;
+    survives(Disruption::StopApp, "stopapp", "sa", 600, 50, 90).await;
+}
+
+/// What happens to the broker while the host has deliveries in flight.
+enum Disruption {
+    /// Every connection is closed.
+    CloseConnections,
+    /// The broker application stops for 2 s and starts again.
+    StopApp,
+}
+
+/// Publishes `n` logs with ids `<prefix>-<i>` to a host with a small prefetch, lets at least
+/// `first` of them in, stalls the connector, disrupts the broker, and checks that the host
+/// reconnects by itself and, released, delivers every log within `secs` and acks them all.
+async fn survives(
+    disruption: Disruption,
+    queue_prefix: &str,
+    prefix: &str,
+    n: usize,
+    first: usize,
+    secs: u64,
+) {
+    let queue = unique(queue_prefix);
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
     let hold = dir.path().join("hold");
     let (conn, ch) = rabbit().await;
     declare(&ch, &queue).await;
     let host = start_disrupted_host(&queue, &ids, &hold);
-    publish(&ch, &queue, &logs("rc", 1000)).await;
+    publish(&ch, &queue, &logs(prefix, n)).await;
     drop((ch, conn));
     // Some records in, then the connector stalls (transient failures) so that deliveries are
-    // in flight, unacknowledged, when the connection goes: the test cannot pass by being slow.
-    wait_ids(&ids, 100, 20).await;
+    // in flight, unacknowledged, when the broker is disrupted: the test cannot pass by being
+    // slow.
+    wait_ids(&ids, first, 20).await;
     std::fs::write(&hold, "").expect("hold");
-    rabbitmqctl(&["close_all_connections", "logrelay reconnect test"]);
+    match disruption {
+        Disruption::CloseConnections => {
+            rabbitmqctl(&["close_all_connections", "logrelay reconnect test"]);
+        }
+        Disruption::StopApp => {
+            let guard = StartAppOnDrop;
+            rabbitmqctl(&["stop_app"]);
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            rabbitmqctl(&["start_app"]);
+            drop(guard);
+        }
+    }
     wait_reconnected(&host).await;
     std::fs::remove_file(&hold).expect("release");
-    let got = wait_ids(&ids, 1000, 60).await;
-    assert_all_present(&got, "rc", 1000);
+    let got = wait_ids(&ids, n, secs).await;
+    assert_all_present(&got, prefix, n);
     let (_conn, ch) = rabbit().await;
     host.stop().await;
     assert_eq!(ready(&ch, &queue).await, 0);
@@ -297,56 +345,4 @@ async fn wait_reconnected(host: &Host) {
         reconnected,
         "the host did not reconnect by itself within 60 s"
     );
-}
-
-/// Starts the broker application again even when the test fails half-way.
-struct StartAppOnDrop;
-
-impl Drop for StartAppOnDrop {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("rabbitmqctl")
-            .arg("start_app")
-            .output();
-    }
-}
-
-fn rabbitmqctl(args: &[&str]) {
-    let out = std::process::Command::new("rabbitmqctl")
-        .args(args)
-        .output()
-        .expect("rabbitmqctl must be installed to run this test");
-    assert!(
-        out.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn the_broker_stopped_and_started_mid_stream_loses_nothing() {
-    let _broker = broker_exclusive().await;
-    let queue = unique("stopapp");
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ids = dir.path().join("ids.txt");
-    let hold = dir.path().join("hold");
-    let (conn, ch) = rabbit().await;
-    declare(&ch, &queue).await;
-    let host = start_disrupted_host(&queue, &ids, &hold);
-    publish(&ch, &queue, &logs("sa", 600)).await;
-    drop((ch, conn));
-    wait_ids(&ids, 50, 20).await;
-    std::fs::write(&hold, "").expect("hold");
-    let guard = StartAppOnDrop;
-    rabbitmqctl(&["stop_app"]);
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    rabbitmqctl(&["start_app"]);
-    drop(guard);
-    wait_reconnected(&host).await;
-    std::fs::remove_file(&hold).expect("release");
-    let got = wait_ids(&ids, 600, 90).await;
-    assert_all_present(&got, "sa", 600);
-    let (_conn, ch) = rabbit().await;
-    host.stop().await;
-    assert_eq!(ready(&ch, &queue).await, 0);
-    delete(&ch, &queue).await;
 }
