@@ -28,17 +28,13 @@ use crate::schema::{self, SchemaInfo};
 use crate::write::{Writer, check_record};
 use crate::{nodelay, retention};
 
-/// Everything a request needs.
+/// What the requests read: the pool and what the start found. The writer is the sink's
+/// (`Timescale`); `add` borrows it for one call.
 #[derive(Debug, Clone)]
 pub struct Api {
-    /// The pool.
-    pub pool: PgPool,
-    /// The checked settings.
-    pub settings: Arc<Settings>,
-    /// What the start found.
-    pub schema: Arc<SchemaInfo>,
-    /// The batch writer (also used by `add`).
-    pub writer: Writer,
+    pool: PgPool,
+    settings: Arc<Settings>,
+    schema: Arc<SchemaInfo>,
     table: String,
     nodelay: Arc<nodelay::Tally>,
 }
@@ -52,24 +48,27 @@ impl Api {
         nodelay: Arc<nodelay::Tally>,
     ) -> Api {
         let table = settings.qualified();
-        let writer = Writer::new(pool.clone(), &table, settings.dedupe_window);
         Api {
             pool,
             settings,
             schema,
-            writer,
             table,
             nodelay,
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, name: &str, body: &str) -> Result<String, TimescaleError> {
+    /// Answers one request; `add` stores its records through `writer`, as a batch would be.
+    pub async fn handle(
+        &self,
+        writer: &Writer,
+        name: &str,
+        body: &str,
+    ) -> Result<String, TimescaleError> {
         let answer = match name {
             // The hot path of the HTTP API: serialized straight to text, no `Value` tree.
             method::QUERY => return self.query(parse(name, body)?).await,
             method::GET => return self.get(parse(name, body)?).await,
-            method::ADD => self.add(parse(name, body)?).await?,
+            method::ADD => self.add(writer, parse(name, body)?).await?,
             method::UPDATE => self.update(parse(name, body)?).await?,
             method::DELETE => self.delete(parse(name, body)?).await?,
             method::DELETE_BY_FILTER => self.delete_by_filter(parse(name, body)?).await?,
@@ -172,7 +171,7 @@ impl Api {
         }
     }
 
-    async fn add(&self, b: AddBody) -> Result<Value, TimescaleError> {
+    async fn add(&self, writer: &Writer, b: AddBody) -> Result<Value, TimescaleError> {
         let mut records = Vec::with_capacity(b.records.len());
         for (i, r) in b.records.into_iter().enumerate() {
             let record = into_record(r)
@@ -181,7 +180,7 @@ impl Api {
                 .map_err(|e| TimescaleError::BadRequest(format!("`records[{i}]`: {e}")))?;
             records.push(record);
         }
-        let (inserted, refused) = self.writer.write(&records, None).await?;
+        let (inserted, refused) = writer.write(&records, None).await?;
         if let Some((i, reason)) = refused.first() {
             return Err(TimescaleError::BadRequest(format!(
                 "`records[{i}]`: {reason} ({} of {} records refused, {inserted} stored)",
