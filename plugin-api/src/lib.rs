@@ -79,6 +79,8 @@ pub mod export;
 pub mod format;
 mod plugin;
 pub mod refusal;
+#[cfg(feature = "store")]
+pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -1,11 +1,11 @@
 //! Filters and paging, parsed from query strings (`GET`) or JSON bodies (`POST /logs/delete`)
 //! into one checked [`Filter`], with errors naming the parameter. The filter becomes the store's
-//! request body, or matches live records for the tail.
+//! request body ([`logrelay_plugin_api::store::Params`]), or matches live records for the tail.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use logrelay_plugin_api::Level;
+use logrelay_plugin_api::store::{self, LevelArg, OneOrMany, TimeArg};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
 
 use crate::error::ApiError;
 
@@ -215,42 +215,16 @@ pub fn from_query(
     Ok((f, page))
 }
 
-/// A time in a JSON body: RFC 3339 text or nanoseconds.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum TimeArg {
-    Ns(i64),
-    Text(String),
-}
-
-/// A level in a JSON body: a name or 0-5.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub enum LevelArg {
-    /// 0-5.
-    Num(u8),
-    /// A name.
-    Name(String),
-}
-
-impl LevelArg {
-    /// The level, or 400 naming `parameter`.
-    pub fn resolve(&self, parameter: &str) -> Result<Level, ApiError> {
-        match self {
-            LevelArg::Num(n) => parse_level(parameter, &n.to_string()),
-            LevelArg::Name(s) => parse_level(parameter, s),
-        }
+/// A level of a JSON body, or 400 naming `parameter`.
+pub fn resolve_level(level: &LevelArg, parameter: &str) -> Result<Level, ApiError> {
+    match level {
+        LevelArg::Num(n) => parse_level(parameter, &n.to_string()),
+        LevelArg::Name(s) => parse_level(parameter, s),
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-/// The body of `POST /logs/delete`.
+/// The body of `POST /logs/delete`: the filter fields of the store's
+/// [`Params`](store::Params) without paging, and `all` as a plain flag.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FilterBody {
@@ -280,10 +254,8 @@ impl FilterBody {
             }
         };
         let list = |p: &str, v: Option<OneOrMany>| -> Result<Vec<String>, ApiError> {
-            let v = match v {
-                None => return Ok(Vec::new()),
-                Some(OneOrMany::One(s)) => vec![s],
-                Some(OneOrMany::Many(v)) => v,
+            let Some(v) = v.map(OneOrMany::into_vec) else {
+                return Ok(Vec::new());
             };
             if v.is_empty() {
                 return Err(ApiError::bad(
@@ -307,8 +279,11 @@ impl FilterBody {
             ids,
             from_ns: time("from", self.from)?,
             to_ns: time("to", self.to)?,
-            level: self.level.map(|l| l.resolve("level")).transpose()?,
-            min_level: self.min_level.map(|l| l.resolve("min_level")).transpose()?,
+            level: self.level.map(|l| resolve_level(&l, "level")).transpose()?,
+            min_level: self
+                .min_level
+                .map(|l| resolve_level(&l, "min_level"))
+                .transpose()?,
             projects: list("project", self.project)?,
             modules: list("module", self.module)?,
             text: self.text.filter(|t| !t.is_empty()),
@@ -334,41 +309,21 @@ impl Filter {
     }
 
     /// The store's request body for this filter (`query`, `delete_by_filter`, `stats`).
-    pub fn to_store(&self, page: Option<&Page>) -> Map<String, Value> {
-        let mut m = Map::new();
-        if !self.ids.is_empty() {
-            m.insert("ids".into(), json!(self.ids));
+    pub fn to_store(&self, page: Option<&Page>) -> store::Params {
+        let list = |v: &Vec<String>| (!v.is_empty()).then(|| OneOrMany::Many(v.clone()));
+        store::Params {
+            ids: (!self.ids.is_empty()).then(|| self.ids.clone()),
+            from: self.from_ns.map(TimeArg::Ns),
+            to: self.to_ns.map(TimeArg::Ns),
+            level: self.level.map(|l| LevelArg::Num(l.0)),
+            min_level: self.min_level.map(|l| LevelArg::Num(l.0)),
+            project: list(&self.projects),
+            module: list(&self.modules),
+            text: self.text.clone(),
+            limit: page.and_then(|p| p.limit),
+            cursor: page.and_then(|p| p.cursor.clone()),
+            all: None,
         }
-        if let Some(v) = self.from_ns {
-            m.insert("from".into(), json!(v));
-        }
-        if let Some(v) = self.to_ns {
-            m.insert("to".into(), json!(v));
-        }
-        if let Some(v) = self.level {
-            m.insert("level".into(), json!(v.0));
-        }
-        if let Some(v) = self.min_level {
-            m.insert("min_level".into(), json!(v.0));
-        }
-        if !self.projects.is_empty() {
-            m.insert("project".into(), json!(self.projects));
-        }
-        if !self.modules.is_empty() {
-            m.insert("module".into(), json!(self.modules));
-        }
-        if let Some(t) = &self.text {
-            m.insert("text".into(), json!(t));
-        }
-        if let Some(p) = page {
-            if let Some(l) = p.limit {
-                m.insert("limit".into(), json!(l));
-            }
-            if let Some(c) = &p.cursor {
-                m.insert("cursor".into(), json!(c));
-            }
-        }
-        m
     }
 
     /// Whether a live record passes the filter (the same semantics as the store's).

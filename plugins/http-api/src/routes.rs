@@ -23,13 +23,15 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
-use serde::Deserialize;
+use logrelay_plugin_api::store::{
+    DeleteBody, Deleted, IdBody, LevelArg, UpdateBody, Updated, method,
+};
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::config::{Settings, TOKEN_VAR};
 use crate::error::ApiError;
-use crate::params::{self, Filter, FilterBody, LevelArg, Page, from_query};
+use crate::params::{self, Filter, FilterBody, Page, from_query, resolve_level};
 use crate::store::Store;
 use crate::stream::Hub;
 
@@ -247,8 +249,11 @@ async fn query(state: &AppState, filter: &Filter, page: Page) -> ApiResult {
         limit: Some(page.limit.unwrap_or(state.settings.default_page_size.get())),
         ..page
     };
-    let body = Value::Object(filter.to_store(Some(&page))).to_string();
-    state.store.call("query", body).await.map(json_response)
+    state
+        .store
+        .call(method::QUERY, &filter.to_store(Some(&page)))
+        .await
+        .map(json_response)
 }
 
 const PAGING: [&str; 2] = ["limit", "cursor"];
@@ -267,7 +272,7 @@ async fn get_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let id = required(&p, "id")?;
     let text = state
         .store
-        .call("get", json!({ "id": id }).to_string())
+        .call(method::GET, &IdBody { id: id.to_owned() })
         .await?;
     Ok(json_response(text))
 }
@@ -278,10 +283,18 @@ async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let id = required(&p, "id")?;
     let text = state
         .store
-        .call("delete", json!({ "id": id }).to_string())
+        .call(
+            method::DELETE,
+            &DeleteBody {
+                id: Some(id.to_owned()),
+                ids: None,
+            },
+        )
         .await?;
-    let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    if answer["deleted"].as_u64() == Some(0) {
+    let deleted = serde_json::from_str::<Deleted>(&text)
+        .ok()
+        .map(|d| d.deleted);
+    if deleted == Some(0) {
         return Err(
             ApiError::new(StatusCode::NOT_FOUND, format!("no record with id `{id}`")).at("id"),
         );
@@ -289,42 +302,27 @@ async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
     Ok(json_response(text))
 }
 
-/// The body of `POST /log`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    id: String,
-    level: Option<LevelArg>,
-    message: Option<String>,
-    project: Option<String>,
-    module: Option<String>,
-    attributes: Option<Map<String, Value>>,
-    merge_attributes: Option<Map<String, Value>>,
-}
-
+/// `POST /log`: the body is the store's `update` body, checked here so that a bad field is a
+/// 400 naming it; the level goes on as its number.
 async fn update_log(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let b: UpdateBody = body(bytes)?;
-    let mut out = Map::new();
-    out.insert("id".into(), json!(b.id));
-    if let Some(l) = &b.level {
-        out.insert("level".into(), json!(l.resolve("level")?.0));
-    }
+    let level = match &b.level {
+        Some(l) => Some(LevelArg::Num(resolve_level(l, "level")?.0)),
+        None => None,
+    };
     for (name, v) in [
-        ("message", b.message),
-        ("project", b.project),
-        ("module", b.module),
+        ("message", &b.message),
+        ("project", &b.project),
+        ("module", &b.module),
     ] {
-        if let Some(v) = v {
-            if v.contains('\0') {
-                return Err(ApiError::bad(
-                    name,
-                    format!("`{name}` contains a NUL character"),
-                ));
-            }
-            out.insert(name.into(), json!(v));
+        if v.as_ref().is_some_and(|v| v.contains('\0')) {
+            return Err(ApiError::bad(
+                name,
+                format!("`{name}` contains a NUL character"),
+            ));
         }
     }
     if b.attributes.is_some() && b.merge_attributes.is_some() {
@@ -334,38 +332,42 @@ async fn update_log(
         ));
     }
     for (name, v) in [
-        ("attributes", b.attributes),
-        ("merge_attributes", b.merge_attributes),
+        ("attributes", &b.attributes),
+        ("merge_attributes", &b.merge_attributes),
     ] {
-        if let Some(v) = v {
-            if Value::Object(v.clone()).to_string().contains("\\u0000") {
-                return Err(ApiError::bad(
-                    name,
-                    format!("`{name}` contains a NUL character"),
-                ));
-            }
-            out.insert(name.into(), Value::Object(v));
+        if v.as_ref()
+            .is_some_and(|v| Value::Object(v.clone()).to_string().contains("\\u0000"))
+        {
+            return Err(ApiError::bad(
+                name,
+                format!("`{name}` contains a NUL character"),
+            ));
         }
     }
-    if out.len() == 1 {
+    let change = UpdateBody { level, ..b };
+    if change.level.is_none()
+        && change.message.is_none()
+        && change.project.is_none()
+        && change.module.is_none()
+        && change.attributes.is_none()
+        && change.merge_attributes.is_none()
+    {
         return Err(ApiError::bad(
             "body",
             "nothing to change: give at least one of `level`, `message`, `project`, `module`, `attributes`, `merge_attributes`",
         ));
     }
-    let id = b.id;
-    let updated = state
-        .store
-        .call("update", Value::Object(out).to_string())
-        .await?;
-    let updated: Value = serde_json::from_str(&updated).unwrap_or(Value::Null);
+    let updated = state.store.call(method::UPDATE, &change).await?;
+    let updated = serde_json::from_str::<Updated>(&updated)
+        .ok()
+        .map(|u| u.updated);
     let record = state
         .store
-        .call("get", json!({ "id": id }).to_string())
+        .call(method::GET, &IdBody { id: change.id })
         .await?;
     let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
     Ok(json_response(
-        json!({ "updated": updated["updated"], "record": record }).to_string(),
+        json!({ "updated": updated, "record": record }).to_string(),
     ))
 }
 
@@ -413,8 +415,11 @@ async fn logs(State(state): State<AppState>, q: Pairs) -> ApiResult {
 async fn stats(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let p = pairs(q)?;
     let (filter, _) = from_query(&p, &filter_and(&[]), 1)?;
-    let body = Value::Object(filter.to_store(None)).to_string();
-    state.store.call("stats", body).await.map(json_response)
+    state
+        .store
+        .call(method::STATS, &filter.to_store(None))
+        .await
+        .map(json_response)
 }
 
 async fn delete_by_filter(
@@ -430,13 +435,13 @@ async fn delete_by_filter(
             "refusing to delete every record: give a filter, or `\"all\": true`",
         ));
     }
-    let mut m = filter.to_store(None);
+    let mut params = filter.to_store(None);
     if filter.is_empty() {
-        m.insert("all".into(), json!(true));
+        params.all = Some(true);
     }
     state
         .store
-        .call("delete_by_filter", Value::Object(m).to_string())
+        .call(method::DELETE_BY_FILTER, &params)
         .await
         .map(json_response)
 }

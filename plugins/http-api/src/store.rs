@@ -1,9 +1,13 @@
 //! The store, as this connector reaches it: `request(store, method, body)` through the host.
-//! No database code lives here; the store (the `timescale` connector) owns it.
+//! No database code lives here; the store (the `timescale` connector) owns it. The bodies are
+//! the types of `logrelay_plugin_api::store`, which the store reads.
 
 use std::sync::Arc;
 
+use axum::http::StatusCode;
+use logrelay_plugin_api::store::{self as protocol, method};
 use logrelay_plugin_api::{ErrorKind, Host, PluginError};
+use serde::Serialize;
 
 use crate::error::ApiError;
 
@@ -41,8 +45,15 @@ impl Store {
         &self.name
     }
 
-    /// Calls `method` with a JSON body; the answer is the store's JSON text.
-    pub async fn call(&self, method: &str, body: String) -> Result<String, ApiError> {
+    /// Calls `method` with `body` (one of the protocol's request types); the answer is the
+    /// store's JSON text.
+    pub async fn call<T: Serialize>(&self, method: &str, body: &T) -> Result<String, ApiError> {
+        let body = protocol::to_body(body).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the request to the store cannot be written: {e}"),
+            )
+        })?;
         self.host
             .request(&self.name, method, body)
             .await
@@ -53,7 +64,7 @@ impl Store {
     pub async fn probe(&self) -> Probe {
         match self
             .host
-            .request(&self.name, "schema", "{}".to_owned())
+            .request(&self.name, method::SCHEMA, "{}".to_owned())
             .await
         {
             Ok(_) => Probe::Ready,

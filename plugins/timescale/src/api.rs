@@ -1,16 +1,20 @@
 //! The store's functions, reached through `request(method, body)`: query, get, add, update,
-//! delete, delete_by_filter, stats, sql, retention_run, schema. Bodies and answers are JSON;
-//! README.md documents each with examples.
+//! delete, delete_by_filter, stats, sql, retention_run, schema. Bodies and answers are JSON,
+//! typed in `logrelay_plugin_api::store` (shared with the HTTP API); README.md documents each
+//! with examples.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
+use logrelay_plugin_api::store::{
+    AddBody, Added, DeleteBody, Deleted, Empty, IdBody, InRecord, LevelArg, METHODS, OneOrMany,
+    Params, SqlBody, TimeArg, UpdateBody, Updated, method,
+};
 use logrelay_plugin_api::{Level, Record};
-use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use sqlx::postgres::{PgRow, PgTypeInfo};
 use sqlx::{
     AssertSqlSafe, Column, Either, Executor, PgPool, Postgres, QueryBuilder, Row, SqlSafeStr,
@@ -24,31 +28,13 @@ use crate::schema::{self, SchemaInfo};
 use crate::write::{Writer, check_record};
 use crate::{nodelay, retention};
 
-/// The methods `request` answers.
-pub const METHODS: &[&str] = &[
-    "query",
-    "get",
-    "add",
-    "update",
-    "delete",
-    "delete_by_filter",
-    "stats",
-    "sql",
-    "retention_run",
-    "schema",
-];
-
-/// Everything a request needs.
+/// What the requests read: the pool and what the start found. The writer is the sink's
+/// (`Timescale`); `add` borrows it for one call.
 #[derive(Debug, Clone)]
 pub struct Api {
-    /// The pool.
-    pub pool: PgPool,
-    /// The checked settings.
-    pub settings: Arc<Settings>,
-    /// What the start found.
-    pub schema: Arc<SchemaInfo>,
-    /// The batch writer (also used by `add`).
-    pub writer: Writer,
+    pool: PgPool,
+    settings: Arc<Settings>,
+    schema: Arc<SchemaInfo>,
     table: String,
     nodelay: Arc<nodelay::Tally>,
 }
@@ -62,31 +48,34 @@ impl Api {
         nodelay: Arc<nodelay::Tally>,
     ) -> Api {
         let table = settings.qualified();
-        let writer = Writer::new(pool.clone(), &table, settings.dedupe_window);
         Api {
             pool,
             settings,
             schema,
-            writer,
             table,
             nodelay,
         }
     }
 
-    /// Answers one request.
-    pub async fn handle(&self, method: &str, body: &str) -> Result<String, TimescaleError> {
-        let answer = match method {
+    /// Answers one request; `add` stores its records through `writer`, as a batch would be.
+    pub async fn handle(
+        &self,
+        writer: &Writer,
+        name: &str,
+        body: &str,
+    ) -> Result<String, TimescaleError> {
+        let answer = match name {
             // The hot path of the HTTP API: serialized straight to text, no `Value` tree.
-            "query" => return self.query(parse(method, body)?).await,
-            "get" => return self.get(parse(method, body)?).await,
-            "add" => self.add(parse(method, body)?).await?,
-            "update" => self.update(parse(method, body)?).await?,
-            "delete" => self.delete(parse(method, body)?).await?,
-            "delete_by_filter" => self.delete_by_filter(parse(method, body)?).await?,
-            "stats" => self.stats(parse(method, body)?).await?,
-            "sql" => self.sql(parse(method, body)?).await?,
-            "retention_run" => {
-                let _: Empty = parse(method, body)?;
+            method::QUERY => return self.query(parse(name, body)?).await,
+            method::GET => return self.get(parse(name, body)?).await,
+            method::ADD => self.add(writer, parse(name, body)?).await?,
+            method::UPDATE => self.update(parse(name, body)?).await?,
+            method::DELETE => self.delete(parse(name, body)?).await?,
+            method::DELETE_BY_FILTER => self.delete_by_filter(parse(name, body)?).await?,
+            method::STATS => self.stats(parse(name, body)?).await?,
+            method::SQL => self.sql(parse(name, body)?).await?,
+            method::RETENTION_RUN => {
+                let _: Empty = parse(name, body)?;
                 let n =
                     retention::run_once(&self.pool, &self.settings, &self.schema.storage).await?;
                 let unit = match self.schema.storage {
@@ -95,8 +84,8 @@ impl Api {
                 };
                 json!({ "deleted": n, "unit": unit })
             }
-            "schema" => {
-                let _: Empty = parse(method, body)?;
+            method::SCHEMA => {
+                let _: Empty = parse(name, body)?;
                 let migrations: Vec<Value> = schema::recorded(&self.pool, &self.settings)
                     .await?
                     .into_iter()
@@ -126,7 +115,7 @@ impl Api {
     }
 
     async fn query(&self, p: Params) -> Result<String, TimescaleError> {
-        p.refuse(&["all"], "query")?;
+        refuse(&p, &["all"], "query")?;
         let filter = Filter::from_params(&p)?;
         let limit = p
             .limit
@@ -182,17 +171,16 @@ impl Api {
         }
     }
 
-    async fn add(&self, b: AddBody) -> Result<Value, TimescaleError> {
+    async fn add(&self, writer: &Writer, b: AddBody) -> Result<Value, TimescaleError> {
         let mut records = Vec::with_capacity(b.records.len());
         for (i, r) in b.records.into_iter().enumerate() {
-            let record = r
-                .into_record()
+            let record = into_record(r)
                 .map_err(|e| TimescaleError::BadRequest(format!("`records[{i}].{e}")))?;
             check_record(&record)
                 .map_err(|e| TimescaleError::BadRequest(format!("`records[{i}]`: {e}")))?;
             records.push(record);
         }
-        let (inserted, refused) = self.writer.write(&records, None).await?;
+        let (inserted, refused) = writer.write(&records, None).await?;
         if let Some((i, reason)) = refused.first() {
             return Err(TimescaleError::BadRequest(format!(
                 "`records[{i}]`: {reason} ({} of {} records refused, {inserted} stored)",
@@ -200,8 +188,8 @@ impl Api {
                 records.len()
             )));
         }
-        let ids: Vec<&str> = records.iter().map(|r| r.id.as_str()).collect();
-        Ok(json!({ "inserted": inserted, "ids": ids }))
+        let ids = records.iter().map(|r| r.id.to_string()).collect();
+        Ok(json!(Added { inserted, ids }))
     }
 
     async fn update(&self, b: UpdateBody) -> Result<Value, TimescaleError> {
@@ -215,7 +203,7 @@ impl Api {
         let mut any = false;
         if let Some(level) = &b.level {
             sep.push("level = ")
-                .push_bind_unseparated(level.resolve("level")?);
+                .push_bind_unseparated(resolve_level(level, "level")?);
             any = true;
         }
         for (field, value) in [
@@ -258,7 +246,7 @@ impl Api {
                 b.id
             )));
         }
-        Ok(json!({ "updated": n }))
+        Ok(json!(Updated { updated: n }))
     }
 
     async fn delete(&self, b: DeleteBody) -> Result<Value, TimescaleError> {
@@ -280,11 +268,11 @@ impl Api {
         .await
         .map_err(rejected("delete"))?
         .rows_affected();
-        Ok(json!({ "deleted": n }))
+        Ok(json!(Deleted { deleted: n }))
     }
 
     async fn delete_by_filter(&self, p: Params) -> Result<Value, TimescaleError> {
-        p.refuse(&["limit", "cursor"], "delete_by_filter")?;
+        refuse(&p, &["limit", "cursor"], "delete_by_filter")?;
         let filter = Filter::from_params(&p)?;
         if filter.is_empty() && p.all != Some(true) {
             return Err(TimescaleError::BadRequest(
@@ -299,11 +287,11 @@ impl Api {
             .await
             .map_err(rejected("delete_by_filter"))?
             .rows_affected();
-        Ok(json!({ "deleted": n }))
+        Ok(json!(Deleted { deleted: n }))
     }
 
     async fn stats(&self, p: Params) -> Result<Value, TimescaleError> {
-        p.refuse(&["limit", "cursor", "all"], "stats")?;
+        refuse(&p, &["limit", "cursor", "all"], "stats")?;
         let filter = Filter::from_params(&p)?;
         let mut qb = QueryBuilder::<Postgres>::new(format!(
             "SELECT GROUPING(level)::int4, GROUPING(project)::int4, GROUPING(module)::int4,
@@ -465,109 +453,51 @@ fn parse<T: DeserializeOwned>(method: &str, body: &str) -> Result<T, TimescaleEr
     })
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Empty {}
-
-/// A time: RFC 3339 text or integer nanoseconds since the epoch.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum TimeArg {
-    Ns(i64),
-    Text(String),
-}
-
-impl TimeArg {
-    fn resolve(&self, field: &str) -> Result<DateTime<Utc>, TimescaleError> {
-        match self {
-            TimeArg::Ns(ns) => Ok(DateTime::from_timestamp_nanos(*ns)),
-            TimeArg::Text(t) => DateTime::parse_from_rfc3339(t)
-                .map(|d| d.with_timezone(&Utc))
-                .map_err(|e| {
-                    TimescaleError::BadRequest(format!(
-                        "`{field}`: `{t}` is not an RFC 3339 time (2024-05-01T12:00:00Z) nor nanoseconds: {e}"
-                    ))
-                }),
-        }
-    }
-}
-
-/// A level: a name (`warning`, `warn`...) or its number (0 trace .. 5 critical).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum LevelArg {
-    Num(u8),
-    Name(String),
-}
-
-impl LevelArg {
-    fn resolve(&self, field: &str) -> Result<i16, TimescaleError> {
-        match self {
-            LevelArg::Num(n) if *n <= 5 => Ok(i16::from(*n)),
-            LevelArg::Name(name) => Level::from_name(name).map(|l| i16::from(l.0)).ok_or_else(|| {
+/// A time of a request as an instant, or an error naming `field`.
+fn resolve_time(t: &TimeArg, field: &str) -> Result<DateTime<Utc>, TimescaleError> {
+    match t {
+        TimeArg::Ns(ns) => Ok(DateTime::from_timestamp_nanos(*ns)),
+        TimeArg::Text(t) => DateTime::parse_from_rfc3339(t)
+            .map(|d| d.with_timezone(&Utc))
+            .map_err(|e| {
                 TimescaleError::BadRequest(format!(
-                    "`{field}`: unknown level `{name}` (trace, debug, info, warning, error, critical)"
+                    "`{field}`: `{t}` is not an RFC 3339 time (2024-05-01T12:00:00Z) nor nanoseconds: {e}"
                 ))
             }),
-            LevelArg::Num(n) => Err(TimescaleError::BadRequest(format!(
-                "`{field}`: level {n} is out of range 0..=5"
-            ))),
-        }
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
-enum OneOrMany {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl OneOrMany {
-    fn into_vec(self) -> Vec<String> {
-        match self {
-            OneOrMany::One(s) => vec![s],
-            OneOrMany::Many(v) => v,
-        }
+/// A level of a request as its stored number, or an error naming `field`.
+fn resolve_level(l: &LevelArg, field: &str) -> Result<i16, TimescaleError> {
+    match l {
+        LevelArg::Num(n) if *n <= 5 => Ok(i16::from(*n)),
+        LevelArg::Name(name) => Level::from_name(name).map(|l| i16::from(l.0)).ok_or_else(|| {
+            TimescaleError::BadRequest(format!(
+                "`{field}`: unknown level `{name}` (trace, debug, info, warning, error, critical)"
+            ))
+        }),
+        LevelArg::Num(n) => Err(TimescaleError::BadRequest(format!(
+            "`{field}`: level {n} is out of range 0..=5"
+        ))),
     }
 }
 
-/// The filter fields shared by `query`, `delete_by_filter` and `stats`, plus paging.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Params {
-    ids: Option<Vec<String>>,
-    from: Option<TimeArg>,
-    to: Option<TimeArg>,
-    level: Option<LevelArg>,
-    min_level: Option<LevelArg>,
-    #[serde(alias = "projects")]
-    project: Option<OneOrMany>,
-    #[serde(alias = "modules")]
-    module: Option<OneOrMany>,
-    text: Option<String>,
-    limit: Option<u32>,
-    cursor: Option<String>,
-    all: Option<bool>,
-}
-
-impl Params {
-    fn refuse(&self, fields: &[&str], method: &str) -> Result<(), TimescaleError> {
-        for f in fields {
-            let given = match *f {
-                "limit" => self.limit.is_some(),
-                "cursor" => self.cursor.is_some(),
-                "all" => self.all.is_some(),
-                _ => false,
-            };
-            if given {
-                return Err(TimescaleError::BadRequest(format!(
-                    "`{f}` does not apply to `{method}`"
-                )));
-            }
+/// Refuses the paging fields of `p` that do not apply to `method`.
+fn refuse(p: &Params, fields: &[&str], method: &str) -> Result<(), TimescaleError> {
+    for f in fields {
+        let given = match *f {
+            "limit" => p.limit.is_some(),
+            "cursor" => p.cursor.is_some(),
+            "all" => p.all.is_some(),
+            _ => false,
+        };
+        if given {
+            return Err(TimescaleError::BadRequest(format!(
+                "`{f}` does not apply to `{method}`"
+            )));
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// A checked filter.
@@ -595,13 +525,21 @@ impl Filter {
         };
         let f = Filter {
             ids: list("ids", p.ids.clone())?,
-            from: p.from.as_ref().map(|t| t.resolve("from")).transpose()?,
-            to: p.to.as_ref().map(|t| t.resolve("to")).transpose()?,
-            level: p.level.as_ref().map(|l| l.resolve("level")).transpose()?,
+            from: p
+                .from
+                .as_ref()
+                .map(|t| resolve_time(t, "from"))
+                .transpose()?,
+            to: p.to.as_ref().map(|t| resolve_time(t, "to")).transpose()?,
+            level: p
+                .level
+                .as_ref()
+                .map(|l| resolve_level(l, "level"))
+                .transpose()?,
             min_level: p
                 .min_level
                 .as_ref()
-                .map(|l| l.resolve("min_level"))
+                .map(|l| resolve_level(l, "min_level"))
                 .transpose()?,
             projects: list("project", p.project.clone().map(OneOrMany::into_vec))?,
             modules: list("module", p.module.clone().map(OneOrMany::into_vec))?,
@@ -673,93 +611,38 @@ impl Filter {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct IdBody {
-    id: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeleteBody {
-    id: Option<String>,
-    ids: Option<Vec<String>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AddBody {
-    records: Vec<InRecord>,
-}
-
-/// A record given to `add`.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct InRecord {
-    id: Option<String>,
-    timestamp: Option<TimeArg>,
-    level: Option<LevelArg>,
-    project: String,
-    #[serde(default)]
-    module: String,
-    message: String,
-    attributes: Option<Map<String, Value>>,
-}
-
-impl InRecord {
-    /// The record, or the rest of an error message starting after ``records[i].``.
-    fn into_record(self) -> Result<Record, String> {
-        let ts = match &self.timestamp {
-            Some(t) => t.resolve("timestamp").map_err(|e| {
-                let TimescaleError::BadRequest(m) = e else {
-                    return String::new();
-                };
-                m.trim_start_matches('`').to_owned()
-            })?,
-            None => Utc::now(),
-        };
-        let level = match &self.level {
-            Some(l) => l.resolve("level").map_err(|e| {
-                let TimescaleError::BadRequest(m) = e else {
-                    return String::new();
-                };
-                m.trim_start_matches('`').to_owned()
-            })?,
-            None => i16::from(Level::INFO.0),
-        };
-        let id = self.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-        let attributes = Value::Object(self.attributes.unwrap_or_default()).to_string();
-        Ok(Record::new(
-            id,
-            ts.timestamp_nanos_opt().unwrap_or(0),
-            Level(level as u8),
-            self.project,
-            self.module,
-            self.message,
-        )
-        .with_attributes(attributes))
-    }
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct UpdateBody {
-    id: String,
-    level: Option<LevelArg>,
-    message: Option<String>,
-    project: Option<String>,
-    module: Option<String>,
-    attributes: Option<Map<String, Value>>,
-    merge_attributes: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SqlBody {
-    query: String,
-    #[serde(default)]
-    write: bool,
-    max_rows: Option<u32>,
+/// A record given to `add` as a record, or the rest of an error message starting after
+/// ``records[i].``.
+fn into_record(r: InRecord) -> Result<Record, String> {
+    let ts = match &r.timestamp {
+        Some(t) => resolve_time(t, "timestamp").map_err(|e| {
+            let TimescaleError::BadRequest(m) = e else {
+                return String::new();
+            };
+            m.trim_start_matches('`').to_owned()
+        })?,
+        None => Utc::now(),
+    };
+    let level = match &r.level {
+        Some(l) => resolve_level(l, "level").map_err(|e| {
+            let TimescaleError::BadRequest(m) = e else {
+                return String::new();
+            };
+            m.trim_start_matches('`').to_owned()
+        })?,
+        None => i16::from(Level::INFO.0),
+    };
+    let id = r.id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let attributes = Value::Object(r.attributes.unwrap_or_default()).to_string();
+    Ok(Record::new(
+        id,
+        ts.timestamp_nanos_opt().unwrap_or(0),
+        Level(level as u8),
+        r.project,
+        r.module,
+        r.message,
+    )
+    .with_attributes(attributes))
 }
 
 fn no_nul(field: &str, value: &str) -> Result<(), TimescaleError> {

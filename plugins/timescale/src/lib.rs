@@ -14,9 +14,10 @@ mod schema;
 mod timescale;
 mod write;
 
-pub use api::METHODS;
 pub use config::{Config, MessageIndex, Settings, TimescaleMode, parse_duration};
 pub use error::TimescaleError;
+/// The methods `request` answers (the store protocol of `logrelay_plugin_api::store`).
+pub use logrelay_plugin_api::store::METHODS;
 pub use schema::Storage;
 
 /// The store's per-record checks and row encoding, for the fuzz target over the record path

@@ -3,11 +3,10 @@
 //! sqlx 0.9.0 opens TCP connections without TCP_NODELAY (transact-rs/sqlx#4335; fixed upstream
 //! by #4336, not in a release yet). With Nagle's algorithm on, the last partial segment of a
 //! large message (a batch's bind parameters) waits for the server's delayed ACK, up to 40 ms
-//! per statement. Measured here with `cargo bench -p logrelay-timescale --bench ingest`:
-//! 30-33k rows/s over TCP without it against 51-55k rows/s through the Unix socket, where Nagle
-//! does not apply (BENCHMARKS.md). sqlx gives no access to its socket, so after each connect we
-//! find it among the process's descriptors by its address and set the option on it. Remove this
-//! module once a sqlx release sets TCP_NODELAY itself.
+//! per statement: writes over TCP ran well below the same writes through the Unix socket, where
+//! Nagle does not apply (BENCHMARKS.md, "Timescale store"). sqlx gives no access to its socket,
+//! so after each connect we find it among the process's descriptors by its address and set the
+//! option on it. Remove this module once a sqlx release sets TCP_NODELAY itself.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

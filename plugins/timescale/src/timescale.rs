@@ -11,10 +11,18 @@ use crate::api::Api;
 use crate::config::{Config, Settings};
 use crate::error::TimescaleError;
 use crate::schema::{self, Storage};
+use crate::write::Writer;
 use crate::{nodelay, retention};
 
 /// The `timescale` connector: a PostgreSQL store, a TimescaleDB hypertable when it can be.
 pub struct Timescale {
+    /// The pool every part shares (a handle; closed at shutdown).
+    pool: PgPool,
+    /// The checked settings.
+    settings: Arc<Settings>,
+    /// Writes the batches (and the records of `add` requests).
+    writer: Writer,
+    /// Answers the store's requests.
     api: Api,
     retention: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -127,8 +135,13 @@ impl Timescale {
             )),
             _ => None,
         };
+        let writer = Writer::new(pool.clone(), &t, settings.dedupe_window);
+        let settings = Arc::new(settings);
         Ok(Timescale {
-            api: Api::new(pool, Arc::new(settings), Arc::new(info), tally),
+            api: Api::new(pool.clone(), settings.clone(), Arc::new(info), tally),
+            pool,
+            settings,
+            writer,
             retention: Mutex::new(retention),
         })
     }
@@ -145,7 +158,7 @@ impl Timescale {
         if batch.is_empty() {
             return Ok(());
         }
-        let (_, refused) = self.api.writer.write(batch, flags).await?;
+        let (_, refused) = self.writer.write(batch, flags).await?;
         if refused.is_empty() {
             return Ok(());
         }
@@ -187,19 +200,18 @@ impl Plugin for Timescale {
     }
 
     async fn healthcheck(&self) -> Result<(), PluginError> {
-        self.api
-            .pool
+        self.pool
             .execute("SELECT 1")
             .await
             .map_err(|source| TimescaleError::Unreachable {
-                address: self.api.settings.address.clone(),
+                address: self.settings.address.clone(),
                 source,
             })?;
         Ok(())
     }
 
     async fn request(&self, method: &str, body: &str) -> Result<String, PluginError> {
-        Ok(self.api.handle(method, body).await?)
+        Ok(self.api.handle(&self.writer, method, body).await?)
     }
 
     async fn shutdown(&self) -> Result<(), PluginError> {
@@ -211,7 +223,7 @@ impl Plugin for Timescale {
         {
             task.abort();
         }
-        self.api.pool.close().await;
+        self.pool.close().await;
         Ok(())
     }
 }

@@ -6,35 +6,26 @@
 //! when the stored copy is at most `dedupe_window` older. The host flags those records
 //! (`RecordFlags::RECEIVE_TIME`); only they are probed, unless the host also says they are
 //! `UNSEEN` (the first delivery of a message whose ids the host derived from its bytes: no
-//! copy can be stored), or every record when the call came
-//! without flags. The probe costs about a tenth of the ingest rate when every record needs it. The probe is a `LATERAL ... LIMIT 1`
-//! join rather than `EXISTS`: a semi- or anti-join can be planned as a hash join that reads the
-//! whole table on every batch (measured: a 200,000-row load fell from 26,000 to 9,500 rows/s
-//! once the planner's statistics said the table was large); a lateral subquery cannot be.
-//! Without a window there is no probe: the key alone is the check.
+//! copy can be stored), or every record when the call came without flags: the probe is the
+//! dearest part of a write. Without a window there is no probe: the key alone is the check.
+//!
+//! The probe is a `LATERAL ... LIMIT 1` join because that form has one plan whatever the
+//! table's statistics say. An `EXISTS` (a semi- or anti-join) can be planned as a hash join
+//! that reads the whole table on every batch once the statistics say the table is large; one
+//! index scan `WHERE id = ANY($1) AND ts BETWEEN ...` with the window compared in Rust is
+//! cheaper per call but, on a table not yet analyzed (new or truncated), PostgreSQL scanned the
+//! whole time span on every batch. Both were measured and dropped (BENCHMARKS.md, "Timescale
+//! store").
 //!
 //! The records the probe does not find go in by `COPY ... FROM STDIN (FORMAT binary)`, encoded
-//! here. `COPY` fills heap pages many rows at a time with one WAL record per page, where an
-//! `INSERT ... SELECT FROM UNNEST` (this writer's statement until session 4) inserts row by row:
-//! 200,000-row loads in batches of 1000 went from 86,000-90,000 to 92,000-93,000 rows/s with
-//! the probe and to 100,000-110,000 without it, against 108,000-131,000 for one raw `COPY` stream
-//! (BENCHMARKS.md, session 4). When the
-//! `COPY` meets a unique violation (no probe, a race with another writer, a batch holding the
-//! same (id, time) twice at microsecond precision), the part is written by the `INSERT ... ON
-//! CONFLICT DO NOTHING` statement instead (the records it gets were probed already); `COPY` cannot
-//! skip conflicting rows.
-//!
-//! The probe could be five times cheaper (0.35 against 1.8 ms per 1000 ids) as one index scan,
-//! `WHERE id = ANY($1) AND ts BETWEEN ...`, with the window compared in Rust; tried and dropped:
-//! its plan depends on the table's statistics, and on a table not yet analyzed (a new or
-//! truncated one) PostgreSQL scanned the whole time span on every batch instead (200,000-row
-//! loads: 99,000 rows/s for the first, then 2,000 once the generic plan was chosen, 38,000 with
-//! a custom plan every time). The lateral form has one plan whatever the statistics say.
-//!
-//! Tried and measured slower here: splitting a batch into two parts written at once (17,600
-//! against 26,500-29,800 rows/s on 2 cores: both parts insert into the same right-hand index
-//! pages). A `COPY` was also slower (11,500 rows/s) while sqlx left Nagle's algorithm on: the
-//! small CopyDone waited for a delayed ACK on every batch (see `nodelay.rs`).
+//! here: `COPY` fills heap pages many rows at a time with one WAL record per page, where an
+//! `INSERT ... SELECT FROM UNNEST` inserts row by row. When the `COPY` meets a unique violation
+//! (no probe, a race with another writer, a batch holding the same (id, time) twice at
+//! microsecond precision), the part is written by the `INSERT ... ON CONFLICT DO NOTHING`
+//! statement instead (the records it gets were probed already); `COPY` cannot skip conflicting
+//! rows. A batch is written on one connection: two parts written at once insert into the same
+//! right-hand index pages and were slower. `COPY` needs TCP_NODELAY on the connection (see
+//! `nodelay.rs`), or its small CopyDone waits for a delayed ACK on every batch.
 //!
 //! Records PostgreSQL cannot store are found before writing (NUL bytes in text, attributes
 //! that are not a JSON object). When the server still refuses the batch for a value (a data
