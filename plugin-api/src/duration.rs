@@ -205,6 +205,7 @@ impl Visitor<'_> for TextVisitor {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
