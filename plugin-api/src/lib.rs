@@ -73,10 +73,15 @@
 //! what may change within 1.x.
 
 pub mod abi;
+pub mod backoff;
+pub mod constant_time;
+pub mod duration;
+pub mod error_chain;
 pub mod escape;
 pub mod export;
 #[cfg(feature = "format")]
 pub mod format;
+pub mod json_body;
 mod plugin;
 pub mod refusal;
 #[cfg(feature = "store")]
@@ -88,6 +93,11 @@ pub mod testing;
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub use abi::{ErrorKind, Level, Manifest, PluginError, Record, RecordFlags};
+pub use backoff::Backoff;
+pub use constant_time::constant_time_eq;
+pub use duration::{DurationError, parse_duration, parse_optional_duration};
+pub use error_chain::error_chain;
+pub use json_body::{JsonError, from_json_exact, from_json_with_path};
 pub use plugin::{Context, Host, Plugin, parse_config};
 
 /// Items the export macro expands to; not part of the public API.

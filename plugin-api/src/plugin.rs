@@ -153,14 +153,8 @@ impl Host {
 /// Parses a plugin's config from the JSON text the host passes, with the path of the bad value in
 /// the message (`rules[2].level: unknown variant ...`).
 pub fn parse_config<C: DeserializeOwned>(config_json: &str) -> Result<C, PluginError> {
-    let mut de = serde_json::Deserializer::from_str(config_json);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            PluginError::config(format!("invalid config: {inner}"))
-        } else {
-            PluginError::config(format!("invalid config at `{path}`: {inner}"))
-        }
+    crate::json_body::from_json_with_path(config_json.as_bytes()).map_err(|e| match e.path {
+        Some(path) => PluginError::config(format!("invalid config at `{path}`: {}", e.message)),
+        None => PluginError::config(format!("invalid config: {}", e.message)),
     })
 }

@@ -4,7 +4,6 @@
 //! host retry the same batch with backoff, `permanent` dead-letters the records named bad (the
 //! whole batch when none are named), each with its own reason, `fatal` disables the instance.
 
-use std::error::Error as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -59,14 +58,7 @@ pub enum TemplateError {
 impl TemplateError {
     /// The message with every cause after it, as `PluginError` carries no source.
     fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = self.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        logrelay_plugin_api::error_chain(self)
     }
 }
 

@@ -1,6 +1,5 @@
 //! Errors of the `console` connector, each with its class.
 
-use std::error::Error as _;
 use std::path::PathBuf;
 
 use logrelay_plugin_api::PluginError;
@@ -46,14 +45,7 @@ pub enum ConsoleError {
 impl ConsoleError {
     /// The message with every cause after it, as `PluginError` carries no source.
     fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = self.source();
-        while let Some(cause) = source {
-            text.push_str(": ");
-            text.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        text
+        logrelay_plugin_api::error_chain(self)
     }
 }
 

@@ -14,6 +14,7 @@ use axum::body::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use logrelay_plugin_api::Backoff;
 use serde::Serialize;
 use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 use tokio::sync::oneshot;
@@ -310,7 +311,9 @@ async fn upload_task(upload: Upload, mut jobs: UnboundedReceiver<UploadJob>) {
                 continue;
             }
         };
-        let mut wait = upload.backoff;
+        // Doubling from `archive_upload_backoff_ms` up to 30 s, with jitter so that uploads of
+        // several instances that failed together do not retry together.
+        let backoff = Backoff::new(upload.backoff, Duration::from_secs(30));
         for attempt in 1..=upload.attempts {
             match put(&client, &url, upload.token.as_deref(), body.clone()).await {
                 Ok(()) => {
@@ -319,8 +322,7 @@ async fn upload_task(upload: Upload, mut jobs: UnboundedReceiver<UploadJob>) {
                 }
                 Err(e) if attempt < upload.attempts => {
                     tracing::warn!(file = %name, url = %url, attempt, error = %e, "Archive upload failed; will retry.");
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(30));
+                    tokio::time::sleep(backoff.delay(attempt)).await;
                 }
                 Err(e) => {
                     tracing::error!(file = %name, url = %url, attempt, error = %e, "Archive upload failed; giving up (the file stays on disk).");

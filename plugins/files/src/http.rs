@@ -45,16 +45,8 @@ pub fn router(state: ApiState) -> Router {
         .with_state(state)
 }
 
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    diff == 0
-}
+/// The shared comparison, re-exported where this module's users found it.
+pub use logrelay_plugin_api::constant_time_eq;
 
 async fn auth(State(state): State<ApiState>, request: Request, next: Next) -> Response {
     if let Some(token) = &state.token {

@@ -197,7 +197,7 @@ fn mute(shared: &Shared, rule: &str, duration: &str) -> String {
     };
     let Some(d) = parse_duration(duration) else {
         return format!(
-            "Cannot read the duration <code>{}</code>: write e.g. 90s, 30m, 2h or 1d (at most 30d).",
+            "Cannot read the duration <code>{}</code>: write e.g. 90s, 30m, 1h30m, 2h or 1d, or a number of minutes (at most 30d).",
             escape(duration)
         );
     };
@@ -223,23 +223,17 @@ fn unmute(shared: &Shared, rule: &str) -> String {
     }
 }
 
-/// `90s`, `30m`, `2h`, `1d`; a bare number is minutes. Between 1 s and 30 days.
+/// The duration of `/mute`: the shared grammar ([`logrelay_plugin_api::duration`]: `90s`,
+/// `30m`, `1h30m`, `2h`, `1d`), plus one command-level default: a bare number is minutes, as
+/// `/mute payments 15` has always meant. Between 1 s and 30 days.
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().ok()?;
-    let secs = match unit {
-        "s" => n,
-        "" | "m" => n.checked_mul(60)?,
-        "h" => n.checked_mul(3600)?,
-        "d" => n.checked_mul(86_400)?,
-        _ => return None,
+    let d = if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        Duration::from_secs(text.parse::<u64>().ok()?.checked_mul(60)?)
+    } else {
+        logrelay_plugin_api::parse_duration(text).ok()?
     };
-    let d = Duration::from_secs(secs);
-    (secs > 0 && d <= MAX_MUTE).then_some(d)
+    (d >= Duration::from_secs(1) && d <= MAX_MUTE).then_some(d)
 }
 
 #[cfg(test)]
@@ -257,5 +251,16 @@ mod tests {
         assert_eq!(parse_duration("0s"), None);
         assert_eq!(parse_duration("soon"), None);
         assert_eq!(parse_duration("5w"), None);
+        // The shared grammar: combinations and long unit names.
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("2 hours"), Some(Duration::from_secs(7200)));
+        assert_eq!(
+            parse_duration("30d"),
+            Some(Duration::from_secs(30 * 86_400))
+        );
+        assert_eq!(parse_duration("500ms"), None);
+        assert_eq!(parse_duration("0"), None);
+        assert_eq!(parse_duration(""), None);
+        assert_eq!(parse_duration("99999999999999999999"), None);
     }
 }

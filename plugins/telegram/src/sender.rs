@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use logrelay_plugin_api::Backoff;
 use teloxide::payloads::SendMessageSetters;
 use teloxide::requests::{Request, Requester};
 use teloxide::types::{ChatId, LinkPreviewOptions, MessageId, ParseMode, ThreadId};
@@ -112,7 +113,9 @@ async fn deliver(
 ) {
     let settings = &shared.settings;
     let counters = &shared.counters;
-    let mut backoff = settings.retry_initial;
+    let backoff = Backoff::new(settings.retry_initial, settings.retry_max);
+    // Failed sends so far, for the backoff (429 waits do not count: Telegram said how long).
+    let mut failures: u32 = 0;
     for attempt in 1u64.. {
         match send_once(bot, settings.request_timeout, target, text).await {
             Outcome::Sent => {
@@ -131,11 +134,12 @@ async fn deliver(
             }
             Outcome::Transient(reason) => {
                 counters.failed.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(chat = %target, attempt, error = %reason, backoff_ms = backoff.as_millis() as u64, "Sending to Telegram failed; will retry.");
-                if !pause(backoff, stop).await {
+                failures = failures.saturating_add(1);
+                let wait = backoff.delay(failures);
+                tracing::warn!(chat = %target, attempt, error = %reason, backoff_ms = wait.as_millis() as u64, "Sending to Telegram failed; will retry.");
+                if !pause(wait, stop).await {
                     return;
                 }
-                backoff = (backoff * 2).min(settings.retry_max);
             }
             Outcome::Permanent(reason) => {
                 counters.rejected.fetch_add(1, Ordering::Relaxed);

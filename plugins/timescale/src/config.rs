@@ -3,6 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use logrelay_plugin_api::{duration, parse_optional_duration};
 use serde::Deserialize;
 use sqlx::postgres::PgConnectOptions;
 
@@ -38,19 +39,28 @@ pub struct Config {
     /// without it) or `off` (plain PostgreSQL even when it is there). Default: `auto`.
     #[serde(default = "default_timescale")]
     pub timescale: TimescaleMode,
-    /// TimescaleDB chunk size (a duration, see README). Default: `1d`.
-    #[serde(default = "default_chunk_interval")]
-    pub chunk_interval: String,
+    /// TimescaleDB chunk size (a duration, see docs/CONFIG.md). Default: `1d`.
+    #[serde(
+        default = "default_chunk_interval",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub chunk_interval: Duration,
     /// TimescaleDB: compress chunks older than this (a duration or `off`). Default: `7d`.
-    #[serde(default = "default_compress_after")]
-    pub compress_after: String,
+    #[serde(
+        default = "default_compress_after",
+        deserialize_with = "duration::deserialize_optional"
+    )]
+    pub compress_after: Option<Duration>,
     /// Delete records older than this (a duration or `off`): TimescaleDB drops whole chunks,
     /// plain PostgreSQL deletes in batches. Default: `off` (keep everything).
-    #[serde(default = "default_retention")]
-    pub retention: String,
+    #[serde(default, deserialize_with = "duration::deserialize_optional")]
+    pub retention: Option<Duration>,
     /// Plain PostgreSQL: how often the retention task runs (a duration). Default: `1h`.
-    #[serde(default = "default_retention_interval")]
-    pub retention_interval: String,
+    #[serde(
+        default = "default_retention_interval",
+        deserialize_with = "duration::deserialize"
+    )]
+    pub retention_interval: Duration,
     /// Plain PostgreSQL: rows deleted per retention statement. Default: 10000.
     #[serde(default = "default_retention_batch_rows")]
     pub retention_batch_rows: u32,
@@ -63,8 +73,11 @@ pub struct Config {
     /// at most this much earlier (a duration or `off`). This covers records sent without a
     /// timestamp: they get their receive time, so a redelivery carries a later time than the
     /// stored copy. Default: `1d`.
-    #[serde(default = "default_dedupe_window")]
-    pub dedupe_window: String,
+    #[serde(
+        default = "default_dedupe_window",
+        deserialize_with = "duration::deserialize_optional"
+    )]
+    pub dedupe_window: Option<Duration>,
     /// Records returned by `query` when the request gives no `limit`. Default: 100.
     #[serde(default = "default_page_size")]
     pub default_page_size: u32,
@@ -100,17 +113,14 @@ const fn default_statement_timeout_ms() -> u64 {
 const fn default_timescale() -> TimescaleMode {
     TimescaleMode::Auto
 }
-fn default_chunk_interval() -> String {
-    "1d".to_owned()
+const fn default_chunk_interval() -> Duration {
+    Duration::from_secs(86_400)
 }
-fn default_compress_after() -> String {
-    "7d".to_owned()
+const fn default_compress_after() -> Option<Duration> {
+    Some(Duration::from_secs(7 * 86_400))
 }
-fn default_retention() -> String {
-    "off".to_owned()
-}
-fn default_retention_interval() -> String {
-    "1h".to_owned()
+const fn default_retention_interval() -> Duration {
+    Duration::from_secs(3600)
 }
 const fn default_retention_batch_rows() -> u32 {
     10_000
@@ -118,8 +128,8 @@ const fn default_retention_batch_rows() -> u32 {
 const fn default_message_index() -> MessageIndex {
     MessageIndex::Off
 }
-fn default_dedupe_window() -> String {
-    "1d".to_owned()
+const fn default_dedupe_window() -> Option<Duration> {
+    Some(Duration::from_secs(86_400))
 }
 const fn default_page_size() -> u32 {
     100
@@ -233,19 +243,14 @@ impl Settings {
         if c.retention_batch_rows == 0 {
             return Err(bad("retention_batch_rows", "must be at least 1".to_owned()));
         }
-        let required = |field: &'static str, text: &str| -> Result<Duration, TimescaleError> {
-            match parse_duration(text).map_err(|r| bad(field, r))? {
-                Some(d) if !d.is_zero() => Ok(d),
-                _ => Err(bad(
-                    field,
-                    format!("`{text}`: a positive duration is needed"),
-                )),
+        // Durations were parsed with the config (the shared grammar, zero read as off for
+        // the optional ones); the required ones must not be zero.
+        let required = |field: &'static str, d: Duration| -> Result<Duration, TimescaleError> {
+            if d.is_zero() {
+                Err(bad(field, "a positive duration is needed".to_owned()))
+            } else {
+                Ok(d)
             }
-        };
-        let optional = |field: &'static str, text: &str| {
-            parse_duration(text)
-                .map(|d| d.filter(|d| !d.is_zero()))
-                .map_err(|r| bad(field, r))
         };
         Ok(Settings {
             connect,
@@ -258,13 +263,13 @@ impl Settings {
             statement_timeout: (c.statement_timeout_ms > 0)
                 .then(|| Duration::from_millis(c.statement_timeout_ms)),
             timescale: c.timescale,
-            chunk_interval: required("chunk_interval", &c.chunk_interval)?,
-            compress_after: optional("compress_after", &c.compress_after)?,
-            retention: optional("retention", &c.retention)?,
-            retention_interval: required("retention_interval", &c.retention_interval)?,
+            chunk_interval: required("chunk_interval", c.chunk_interval)?,
+            compress_after: c.compress_after,
+            retention: c.retention,
+            retention_interval: required("retention_interval", c.retention_interval)?,
             retention_batch_rows: i64::from(c.retention_batch_rows),
             message_index: c.message_index,
-            dedupe_window: optional("dedupe_window", &c.dedupe_window)?,
+            dedupe_window: c.dedupe_window,
             default_page_size: c.default_page_size.min(c.max_page_size),
             max_page_size: c.max_page_size,
             sql_timeout: Duration::from_millis(c.sql_timeout_ms.max(1)),
@@ -297,53 +302,11 @@ fn check_ident(field: &'static str, name: &str, max: usize) -> Result<(), Timesc
     }
 }
 
-/// Parses `30d`, `12h`, `1h30m`, `90s`, `500ms`, `2w` (also `days`, `hours`... and spaces), or
-/// `off`/`none`/`0` for none.
+/// Parses a duration that may be off, in the grammar every connector shares
+/// ([`logrelay_plugin_api::duration`]): `30d`, `12h`, `1h30m`, `90s`, `500ms`, `2 weeks`, or
+/// `off`/`none`/`never`/`0` for none. Kept under this name for the crate's users.
 pub fn parse_duration(text: &str) -> Result<Option<Duration>, String> {
-    let t = text.trim().to_ascii_lowercase();
-    if matches!(t.as_str(), "off" | "none" | "never" | "0" | "") {
-        return Ok(None);
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = t.as_str();
-    while !rest.is_empty() {
-        rest = rest.trim_start();
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err(format!(
-                "`{text}` is not a duration (write e.g. `30d`, `12h`, `1h30m`, `off`)"
-            ));
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| format!("`{text}`: number too large"))?;
-        rest = rest[digits..].trim_start();
-        let unit_len = rest
-            .find(|c: char| !c.is_ascii_alphabetic())
-            .unwrap_or(rest.len());
-        let unit = &rest[..unit_len];
-        rest = &rest[unit_len..];
-        let secs: u64 = match unit {
-            "ms" | "msec" | "millis" => {
-                total += Duration::from_millis(n);
-                continue;
-            }
-            "s" | "sec" | "secs" | "second" | "seconds" => 1,
-            "m" | "min" | "mins" | "minute" | "minutes" => 60,
-            "h" | "hr" | "hrs" | "hour" | "hours" => 3600,
-            "d" | "day" | "days" => 86_400,
-            "w" | "week" | "weeks" => 7 * 86_400,
-            _ => {
-                return Err(format!(
-                    "`{text}`: unknown or missing unit `{unit}` (use ms, s, m, h, d, w)"
-                ));
-            }
-        };
-        total += Duration::from_secs(n.saturating_mul(secs));
-    }
-    Ok(Some(total))
+    parse_optional_duration(text).map_err(|e| e.to_string())
 }
 
 /// A duration as a PostgreSQL interval literal (`INTERVAL '90 seconds'`).
@@ -352,6 +315,7 @@ pub fn interval_sql(d: Duration) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -374,6 +338,40 @@ mod tests {
         assert!(parse_duration("30").is_err());
         assert!(parse_duration("3 fortnights").is_err());
         assert!(parse_duration("d").is_err());
+    }
+
+    fn config(extra: &str) -> Result<Config, logrelay_plugin_api::PluginError> {
+        logrelay_plugin_api::parse_config(&format!(r#"{{"url":"postgres://u@h/db"{extra}}}"#))
+    }
+
+    #[test]
+    fn duration_options_take_the_shared_grammar() {
+        let c = config("").unwrap();
+        assert_eq!(c.chunk_interval, Duration::from_secs(86_400));
+        assert_eq!(c.compress_after, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(c.retention, None);
+        assert_eq!(c.retention_interval, Duration::from_secs(3600));
+        assert_eq!(c.dedupe_window, Some(Duration::from_secs(86_400)));
+        let c = config(
+            r#","chunk_interval":"12h","compress_after":"off","retention":"1h30m","retention_interval":"90 seconds","dedupe_window":"0""#,
+        )
+        .unwrap();
+        assert_eq!(c.chunk_interval, Duration::from_secs(12 * 3600));
+        assert_eq!(c.compress_after, None);
+        assert_eq!(c.retention, Some(Duration::from_secs(5400)));
+        assert_eq!(c.retention_interval, Duration::from_secs(90));
+        assert_eq!(c.dedupe_window, None);
+        let e = config(r#","retention":"30""#).unwrap_err();
+        assert!(
+            e.message
+                .starts_with("invalid config at `retention`: `30` has no unit"),
+            "{e}"
+        );
+        let e = Settings::from_config(config(r#","chunk_interval":"0s""#).unwrap()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid `chunk_interval`: a positive duration is needed"
+        );
     }
 
     #[test]

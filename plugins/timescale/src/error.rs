@@ -1,7 +1,5 @@
 //! Errors of the `timescale` connector, each with its class.
 
-use std::error::Error as _;
-
 use logrelay_plugin_api::PluginError;
 
 /// What can go wrong in the timescale connector.
@@ -58,17 +56,7 @@ impl TimescaleError {
 
     /// The message with every cause after it, as `PluginError` carries no source.
     pub fn chain(&self) -> String {
-        let mut text = self.to_string();
-        let mut source = self.source();
-        while let Some(cause) = source {
-            let s = cause.to_string();
-            if !text.ends_with(&s) {
-                text.push_str(": ");
-                text.push_str(&s);
-            }
-            source = cause.source();
-        }
-        text
+        logrelay_plugin_api::error_chain(self)
     }
 
     /// Whether retrying later may help (the server is down, restarting, overloaded).

@@ -2,78 +2,18 @@
 //! engine, an HTTP client.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use logrelay::config::{Env, PluginsConfig};
 use logrelay::engine::{Batch, Completed, DeliveryRef, Engine, EngineOptions, StartupErrors};
+pub use logrelay_plugin_api::testing::postgres::TestDb;
 use logrelay_plugin_api::{Level, Record};
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub const TOKEN: &str = "test-token-0123456789abcdef";
 pub const T0: i64 = 1_700_000_000_000_000_000;
-
-/// Runs one statement on the `postgres` database, on a thread of its own.
-pub fn admin(sql: String) -> Result<(), String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let mut c = PgConnection::connect(&format!("{SERVER}/postgres"))
-                .await
-                .map_err(|e| {
-                    format!(
-                        "PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres (start it: pg_ctlcluster 15 main start): {e}"
-                    )
-                })?;
-            c.execute(sqlx::AssertSqlSafe(sql))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        })
-    })
-    .join()
-    .unwrap_or_else(|_| Err("admin thread panicked".to_owned()))
-}
-
-/// A database of its own, dropped with the value.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub fn new() -> TestDb {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "logrelay_h_{}_{}_{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        admin(format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
-        let url = format!("{SERVER}/{name}");
-        TestDb { name, url }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = admin(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
-    }
-}
 
 /// Builds liblogrelay_timescale.so and liblogrelay_http_api.so and returns their directory.
 pub fn plugin_dir() -> &'static Path {

@@ -1,18 +1,15 @@
 //! Shared helpers: a fresh database per test, the PostgreSQL lock, records, requests.
 
+use std::ops::Deref;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{OnceLock, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use logrelay_plugin_api::testing::Harness;
+use logrelay_plugin_api::testing::postgres;
 use logrelay_plugin_api::{Level, PluginError, Record};
 use logrelay_timescale::Timescale;
 use serde_json::Value;
-use sqlx::{Connection, Executor, PgConnection};
-
-pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// Tests share the server; the one that stops it holds it alone.
 static PG: RwLock<()> = RwLock::new(());
@@ -25,53 +22,12 @@ pub fn pg_exclusive() -> RwLockWriteGuard<'static, ()> {
     PG.write().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Runs one statement on the `postgres` database, on a thread of its own (callable from sync
-/// and async tests alike).
-pub fn admin(sql: String) -> Result<(), String> {
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| e.to_string())?;
-        rt.block_on(async {
-            let mut c = PgConnection::connect(&format!("{SERVER}/postgres"))
-                .await
-                .map_err(|e| {
-                    format!(
-                        "PostgreSQL is not reachable at 127.0.0.1:5432 as user postgres (start it: pg_ctlcluster 15 main start): {e}"
-                    )
-                })?;
-            c.execute(sqlx::AssertSqlSafe(sql))
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok(())
-        })
-    })
-    .join()
-    .unwrap_or_else(|_| Err("admin thread panicked".to_owned()))
-}
-
-/// A database of its own, dropped with the value.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
+/// A database of its own (the shared helper), with the store's config and start-up.
+pub struct TestDb(postgres::TestDb);
 
 impl TestDb {
     pub fn new() -> TestDb {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let name = format!(
-            "logrelay_t_{}_{}_{nanos}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        admin(format!("CREATE DATABASE {name}")).unwrap_or_else(|e| panic!("{e}"));
-        let url = format!("{SERVER}/{name}");
-        TestDb { name, url }
+        TestDb(postgres::TestDb::new())
     }
 
     /// A config table for this database, with extra TOML lines.
@@ -85,12 +41,11 @@ impl TestDb {
     }
 }
 
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let _ = admin(format!(
-            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-            self.name
-        ));
+impl Deref for TestDb {
+    type Target = postgres::TestDb;
+
+    fn deref(&self) -> &postgres::TestDb {
+        &self.0
     }
 }
 

@@ -2,7 +2,11 @@
 //!
 //! [`Harness`] builds an instance through the same root module the `.so` exports (no dynamic
 //! loading), with a host that records the plugin's log lines and answers `request` calls from a
-//! closure. [`conformance`] runs the checks every connector must pass.
+//! closure. [`conformance`] runs the checks every connector must pass. With the feature
+//! `testing-postgres`, the `postgres` module gives each test a PostgreSQL database of its own.
+
+#[cfg(feature = "testing-postgres")]
+pub mod postgres;
 
 use std::sync::{Arc, Mutex, PoisonError};
 
