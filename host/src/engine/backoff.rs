@@ -1,20 +1,14 @@
-//! Exponential backoff with jitter, for retried calls and reconnects.
+//! Exponential backoff with jitter, for retried calls and reconnects: the host's steps
+//! (from 100 ms) over the one `Backoff` that connectors use too.
 
 use std::time::Duration;
+
+use logrelay_plugin_api::Backoff;
 
 /// Exponential backoff with jitter: about 100 ms, 200 ms, 400 ms ... up to about `max` (each
 /// wait is spread over 7/8 to 9/8 of its step), never less than the plugin's `retry_after`.
 pub fn backoff(attempt: u32, max: Duration, retry_after: Option<Duration>) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let step = Duration::from_millis(100)
-        .saturating_mul(1u32 << attempt.saturating_sub(1).min(16))
-        .min(max);
-    let spread = step.as_millis() as u64 / 4 + 1;
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let wait = step - step / 8 + Duration::from_millis(random % spread);
-    wait.max(retry_after.unwrap_or_default())
+    Backoff::new(Duration::from_millis(100), max).delay_at_least(attempt, retry_after)
 }
 
 #[cfg(test)]

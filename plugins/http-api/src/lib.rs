@@ -26,6 +26,5 @@ mod stream;
 pub use config::{ADDR_VAR, Config, Settings, TOKEN_VAR};
 pub use error::{ApiError, HttpApiError};
 pub use http_api::HttpApi;
-pub use routes::constant_time_eq;
 
 logrelay_plugin_api::export_plugin!(HttpApi);

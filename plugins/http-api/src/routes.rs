@@ -23,6 +23,7 @@ use axum::middleware::{self, Next};
 use axum::response::sse::{KeepAlive, Sse};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
+use logrelay_plugin_api::constant_time_eq;
 use logrelay_plugin_api::store::{
     DeleteBody, Deleted, IdBody, LevelArg, UpdateBody, Updated, method,
 };
@@ -77,17 +78,6 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(state.settings.max_body_bytes))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
-}
-
-/// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
-    }
-    std::hint::black_box(diff) == 0
 }
 
 fn is_write(method: &Method) -> bool {
@@ -214,34 +204,13 @@ fn body<T: DeserializeOwned>(bytes: Result<Bytes, BytesRejection>) -> Result<T, 
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::bad("body", "a JSON object body is required"));
     }
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner().to_string();
-        let parameter = if path.is_empty() || path == "." {
-            inner
-                .strip_prefix("unknown field `")
-                .and_then(|r| r.split('`').next())
-                .or_else(|| {
-                    inner
-                        .strip_prefix("missing field `")
-                        .and_then(|r| r.split('`').next())
-                })
-                .unwrap_or("body")
-                .to_owned()
-        } else {
-            path.clone()
-        };
-        let message = if path.is_empty() || path == "." {
-            format!("invalid body: {inner}")
-        } else {
-            format!("`{path}`: {inner}")
-        };
-        ApiError::bad(&parameter, message)
-    })?;
-    de.end()
-        .map_err(|e| ApiError::bad("body", format!("invalid body: {e}")))?;
-    Ok(parsed)
+    logrelay_plugin_api::from_json_exact(&bytes).map_err(|e| match &e.path {
+        Some(path) => ApiError::bad(path, format!("`{path}`: {}", e.message)),
+        None => ApiError::bad(
+            e.named_field().unwrap_or("body"),
+            format!("invalid body: {}", e.message),
+        ),
+    })
 }
 
 async fn query(state: &AppState, filter: &Filter, page: Page) -> ApiResult {
@@ -469,18 +438,4 @@ async fn openapi(State(state): State<AppState>) -> Response {
 
 async fn docs() -> Html<&'static str> {
     Html(DOCS_HTML)
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn constant_time_compare() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
-        assert!(!constant_time_eq(b"", b"a"));
-    }
 }

@@ -441,15 +441,11 @@ fn rejected(what: &'static str) -> impl FnOnce(sqlx::Error) -> TimescaleError {
 /// Parses a request body (empty means `{}`), naming the bad field.
 fn parse<T: DeserializeOwned>(method: &str, body: &str) -> Result<T, TimescaleError> {
     let body = if body.trim().is_empty() { "{}" } else { body };
-    let mut de = serde_json::Deserializer::from_str(body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path.is_empty() || path == "." {
-            TimescaleError::BadRequest(format!("`{method}` body: {inner}"))
-        } else {
-            TimescaleError::BadRequest(format!("`{method}` field `{path}`: {inner}"))
+    logrelay_plugin_api::from_json_with_path(body.as_bytes()).map_err(|e| match e.path {
+        Some(path) => {
+            TimescaleError::BadRequest(format!("`{method}` field `{path}`: {}", e.message))
         }
+        None => TimescaleError::BadRequest(format!("`{method}` body: {}", e.message)),
     })
 }
 
