@@ -168,9 +168,8 @@ impl Writer {
 
     /// fsyncs the files of a batch, at once when there are several: the file system can commit
     /// concurrent fsyncs together, where one after the other each waits for its own commit.
-    /// End to end it changed nothing beyond noise here (`scripts/bench`: 14,865 logs/s before,
-    /// 14,631 after; files then took 13.1 ms per batch of 833 records over 20 files, the store
-    /// 61.8 ms: BENCHMARKS.md).
+    /// On one local disk the gain is within noise end to end (BENCHMARKS.md has the figures); it
+    /// is for file systems whose commits are slow.
     fn sync_written(&mut self, written: &[(String, u64)]) -> Result<(), FilesError> {
         let files: Vec<&OpenFile> = written
             .iter()
