@@ -427,15 +427,23 @@ impl Config {
     }
 }
 
-/// The directory made absolute, once it is known to exist and take new files.
+/// The directory made absolute, once it is known to exist (created with its parents when it is
+/// missing, as a file sink is expected to) and to take new files.
 fn check_directory(dir: &std::path::Path) -> Result<PathBuf, FilesError> {
     let problem = |reason: String| FilesError::Directory {
         path: dir.to_path_buf(),
         reason,
     };
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(|e| {
+            problem(format!(
+                "does not exist and cannot be created: {e} (create it, or give the connector's user the right to)"
+            ))
+        })?;
+    }
     let canonical = dir
         .canonicalize()
-        .map_err(|e| problem(format!("does not exist or cannot be reached: {e}")))?;
+        .map_err(|e| problem(format!("cannot be reached: {e}")))?;
     if !canonical.is_dir() {
         return Err(problem("is not a directory".to_owned()));
     }

@@ -18,14 +18,27 @@ fn passes_conformance_and_the_example_config_parses() {
 }
 
 #[test]
-fn a_missing_or_unusable_directory_is_a_config_error_naming_it() {
-    let e = Harness_start_err("directory = \"/nonexistent/logrelay-files-test\"");
+fn a_missing_directory_is_created_and_an_unusable_one_is_a_config_error_naming_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("a/b/logs");
+    let h = logrelay_plugin_api::testing::Harness::start::<Files>(&format!(
+        "directory = \"{}\"",
+        missing.display()
+    ))
+    .expect("a missing directory is created");
+    h.handle_batch(&[one_record()]).expect("write");
+    assert!(missing.is_dir(), "{} created", missing.display());
+    drop(h);
+
+    let file = tempfile::NamedTempFile::new().expect("temp file");
+    let under_file = file.path().join("logs");
+    let e = Harness_start_err(&format!("directory = \"{}\"", under_file.display()));
     assert_eq!(e.kind, ErrorKind::CONFIG);
     assert!(
-        e.message.contains("/nonexistent/logrelay-files-test"),
+        e.message.contains(&under_file.display().to_string())
+            && e.message.contains("cannot be created"),
         "{e}"
     );
-    let file = tempfile::NamedTempFile::new().expect("temp file");
     let e = Harness_start_err(&format!("directory = \"{}\"", file.path().display()));
     assert_eq!(e.kind, ErrorKind::CONFIG);
     assert!(e.message.contains("is not a directory"), "{e}");
