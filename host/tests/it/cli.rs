@@ -66,6 +66,18 @@ fn invalid_settings_warn_or_fail_in_strict_mode() {
 }
 
 #[test]
+fn the_hosts_log_has_no_colour_codes_off_a_terminal() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_plugins(dir.path(), "[plugins.sink]\ntype = \"fixture\"\n");
+    let bad = [("LOGRELAY_PREFETCH", "many".to_owned())];
+    // stderr is a pipe here, as it is for a file, journald or `docker logs`.
+    let ran = run(logrelay(dir.path(), &bad).arg("check"));
+    let ran = ran.succeeds().stderr_has(&["is invalid"]);
+    let stderr = String::from_utf8_lossy(&ran.output.stderr);
+    assert!(!stderr.contains('\u{1b}'), "escape codes in {stderr:?}");
+}
+
+#[test]
 fn plugins_lists_the_libraries() {
     let dir = tempfile::tempdir().expect("tempdir");
     run(logrelay(dir.path(), &[]).arg("plugins")).stdout_has(&["fixture", "console"]);
