@@ -57,7 +57,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     let (settings, warnings) = Settings::from_env(&env, cli.strict)?;
     app::init_logging(&settings.log);
     for w in &warnings {
-        tracing::warn!(variable = w.variable, "{w}");
+        tracing::warn!(variable = %w.variable, "{w}");
     }
     let settings = Arc::new(settings);
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -152,28 +152,33 @@ pub struct Settings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SettingWarning {
     /// The variable.
-    pub variable: &'static str,
+    pub variable: String,
     /// What it held.
     pub value: String,
     /// Why it was refused.
     pub reason: String,
-    /// The default used instead.
-    pub default: String,
+    /// The default used instead; `None` for a name that is no setting (it is ignored).
+    pub default: Option<String>,
 }
 
 impl Display for SettingWarning {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}={:?} is invalid ({}); using the default {}",
-            self.variable, self.value, self.reason, self.default
-        )
+        match &self.default {
+            Some(default) => write!(
+                f,
+                "{}={:?} is invalid ({}); using the default {}",
+                self.variable, self.value, self.reason, default
+            ),
+            None => write!(f, "{} is ignored: {}", self.variable, self.reason),
+        }
     }
 }
 
 struct Reader<'a> {
     env: &'a Env,
     warnings: Vec<SettingWarning>,
+    /// Every setting read, to find the `LOGRELAY_*` names that are none of them.
+    known: Vec<&'static str>,
 }
 
 impl Reader<'_> {
@@ -184,16 +189,17 @@ impl Reader<'_> {
         default: T,
         parse: impl FnOnce(&str) -> Result<T, String>,
     ) -> T {
+        self.known.push(name);
         match self.env.get(name).map(str::trim) {
             None | Some("") => default,
             Some(raw) => match parse(raw) {
                 Ok(v) => v,
                 Err(reason) => {
                     self.warnings.push(SettingWarning {
-                        variable: name,
+                        variable: name.to_owned(),
                         value: raw.to_owned(),
                         reason,
-                        default: default.to_string(),
+                        default: Some(default.to_string()),
                     });
                     default
                 }
@@ -206,6 +212,7 @@ impl Reader<'_> {
     }
 
     fn optional(&mut self, name: &'static str) -> Option<String> {
+        self.known.push(name);
         self.env
             .get(name)
             .map(str::trim)
@@ -219,9 +226,16 @@ impl Reader<'_> {
         T::Err: Display,
     {
         self.get(name, default, |s| {
-            let v: T = s.parse().map_err(|e| format!("not a number: {e}"))?;
+            let out_of_range = || format!("out of range: must be between {min} and {max}");
+            let v: T = match s.parse() {
+                Ok(v) => v,
+                // A whole number the type cannot hold (`70000` for a u16, `-1`) is out of
+                // range, not "not a number".
+                Err(_) if s.parse::<i128>().is_ok() => return Err(out_of_range()),
+                Err(e) => return Err(format!("not a number: {e}")),
+            };
             if v < min || v > max {
-                return Err(format!("must be between {min} and {max}"));
+                return Err(out_of_range());
             }
             Ok(v)
         })
@@ -240,6 +254,33 @@ impl Reader<'_> {
                 "expected HOST:PORT with a numeric address, like 127.0.0.1:8080".into()
             })
         })
+    }
+
+    /// A warning for each `LOGRELAY_*` variable that is no setting (a misspelt name would
+    /// otherwise be ignored without a word), naming the closest setting when one is close.
+    fn unknown_names(&mut self) {
+        let env = self.env;
+        for name in env.vars.keys().filter(|k| k.starts_with("LOGRELAY_")) {
+            if self.known.contains(&name.as_str()) {
+                continue;
+            }
+            let closest = self
+                .known
+                .iter()
+                .map(|k| (strsim::damerau_levenshtein(name, k), *k))
+                .min()
+                .filter(|(distance, _)| *distance <= 3);
+            let reason = match closest {
+                Some((_, k)) => format!("not a logrelay setting; did you mean {k}? (docs/CONFIG.md)"),
+                None => "not a logrelay setting (the LOGRELAY_ prefix is reserved; docs/CONFIG.md lists the settings)".to_owned(),
+            };
+            self.warnings.push(SettingWarning {
+                variable: name.clone(),
+                value: env.vars.get(name).cloned().unwrap_or_default(),
+                reason,
+                default: None,
+            });
+        }
     }
 
     fn boolean(&mut self, name: &'static str, default: bool) -> bool {
@@ -315,6 +356,7 @@ impl Settings {
         let mut r = Reader {
             env,
             warnings: Vec::new(),
+            known: Vec::new(),
         };
         let strict = r.boolean("LOGRELAY_STRICT", false) || force_strict;
         let settings = Settings {
@@ -405,6 +447,7 @@ impl Settings {
                 .unwrap_or_else(default_state_dir),
             crash_limit: r.number("LOGRELAY_CRASH_LIMIT", defaults::CRASH_LIMIT, 1, 100),
         };
+        r.unknown_names();
         if strict && !r.warnings.is_empty() {
             return Err(SettingsError::Strict(
                 r.warnings.iter().map(ToString::to_string).collect(),
@@ -489,6 +532,50 @@ mod tests {
         let text = w[2].to_string();
         assert!(text.contains("LOGRELAY_BATCH_MAX_RECORDS"), "{text}");
         assert!(text.contains("between 1 and 100000"), "{text}");
+    }
+
+    #[test]
+    fn a_misspelt_name_warns_with_the_closest_setting_and_fails_in_strict_mode() {
+        let env = Env::from_pairs([
+            ("LOGRELAY_BATCH_MAX_RECORD", "5"),
+            ("LOGRELAY_SOMETHING_ELSE", "x"),
+            ("OTHER_PREFIX", "ignored"),
+        ]);
+        let (s, w) = Settings::from_env(&env, false).expect("settings");
+        assert_eq!(s.batch_max_records.get(), 1000);
+        assert_eq!(w.len(), 2, "{w:?}");
+        let text = w[0].to_string();
+        assert!(
+            text.contains("LOGRELAY_BATCH_MAX_RECORD is ignored")
+                && text.contains("did you mean LOGRELAY_BATCH_MAX_RECORDS?"),
+            "{text}"
+        );
+        let text = w[1].to_string();
+        assert!(
+            text.contains("LOGRELAY_SOMETHING_ELSE") && !text.contains("did you mean"),
+            "{text}"
+        );
+        let err = Settings::from_env(&env, true).expect_err("strict");
+        assert!(
+            err.to_string().contains("LOGRELAY_BATCH_MAX_RECORD "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_whole_number_past_the_limits_is_out_of_range_not_a_non_number() {
+        for value in ["70000", "-1", "99999999999999999999999"] {
+            let env = Env::from_pairs([("LOGRELAY_PREFETCH", value)]);
+            let (_, w) = Settings::from_env(&env, false).expect("settings");
+            let text = w[0].to_string();
+            assert!(
+                text.contains("out of range: must be between 1 and 65535"),
+                "{text}"
+            );
+        }
+        let env = Env::from_pairs([("LOGRELAY_PREFETCH", "lots")]);
+        let (_, w) = Settings::from_env(&env, false).expect("settings");
+        assert!(w[0].to_string().contains("not a number"), "{w:?}");
     }
 
     #[test]
