@@ -223,7 +223,11 @@ impl Settings {
         }
         let connect = PgConnectOptions::from_str(c.url.trim())
             .map_err(|e| bad("url", format!("not a PostgreSQL URL: {e}")))?
-            .application_name("logrelay-timescale");
+            .application_name("logrelay-timescale")
+            // The server's NOTICEs ("relation ... already exists, skipping" on every start) are
+            // logged by the driver at INFO: noise that trains operators to skip the log. Warnings
+            // and errors still come through.
+            .options([("client_min_messages", "warning")]);
         let connect = match c.statement_timeout_ms {
             0 => connect,
             ms => connect.options([("statement_timeout", ms.to_string())]),
