@@ -35,7 +35,9 @@ pub async fn run_once(
                 "DELETE FROM {t} WHERE ctid = ANY(ARRAY(
                      SELECT ctid FROM {t} WHERE ts < now() - {older} LIMIT $1))"
             );
+            let left = format!("SELECT EXISTS (SELECT 1 FROM {t} WHERE ts < now() - {older})");
             let mut total = 0;
+            let mut empty_rounds = 0;
             loop {
                 let n = sqlx::query(AssertSqlSafe(sql.clone()))
                     .bind(s.retention_batch_rows)
@@ -45,9 +47,20 @@ pub async fn run_once(
                     .rows_affected();
                 total += n;
                 // Stop on an empty batch, not a short one: another pass (the periodic task and a
-                // `retention_run`, or a second host) may take rows from under this one.
+                // `retention_run`, or a second host) may take rows from under this one. An empty
+                // batch can also mean that every row it picked was being deleted by that other
+                // pass, with more old rows behind them: so stop only when none is left, or after
+                // a second of empty batches (rows held by a long transaction wait for the next
+                // pass).
                 if n == 0 {
-                    return Ok(total);
+                    empty_rounds += 1;
+                    let any_left: bool = sqlx::query_scalar(AssertSqlSafe(left.clone()))
+                        .fetch_one(pool)
+                        .await
+                        .map_err(TimescaleError::db("deleting old records"))?;
+                    if !any_left || empty_rounds >= 50 {
+                        return Ok(total);
+                    }
                 }
                 // Let writers and vacuum breathe between batches.
                 tokio::time::sleep(Duration::from_millis(20)).await;
