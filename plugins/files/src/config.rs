@@ -516,10 +516,14 @@ mod tests {
     }
 
     #[test]
-    fn missing_directory_is_named() {
-        let e = config(r#"{"directory": "/nonexistent/logrelay-files"}"#)
+    fn a_directory_that_cannot_be_created_is_named() {
+        // Beneath a regular file nothing can be created, not even by root (CI runs as root).
+        let parent = tempfile::NamedTempFile::new().expect("temp file");
+        let wanted = parent.path().join("logs");
+        let e = config(&format!(r#"{{"directory": "{}"}}"#, wanted.display()))
             .validate()
-            .expect_err("missing");
-        assert!(e.to_string().contains("/nonexistent/logrelay-files"), "{e}");
+            .expect_err("cannot be created");
+        assert!(e.to_string().contains(&wanted.display().to_string()), "{e}");
+        assert!(e.to_string().contains("cannot be created"), "{e}");
     }
 }
