@@ -91,14 +91,18 @@ impl Api {
                     .into_iter()
                     .map(|(v, d)| json!({ "version": v, "description": d }))
                     .collect();
-                let version = match &self.schema.storage {
-                    schema::Storage::Hypertable { version } => Some(version.clone()),
-                    schema::Storage::Plain => None,
+                let (version, policies) = match &self.schema.storage {
+                    schema::Storage::Hypertable { version, policies } => {
+                        (Some(version.clone()), Some(*policies))
+                    }
+                    schema::Storage::Plain => (None, None),
                 };
                 json!({
                     "table": self.table,
                     "storage": self.schema.storage.name(),
                     "timescaledb_version": version,
+                    "timescaledb_policies": policies,
+                    "timescaledb_missing": self.schema.timescaledb_missing,
                     "message_index": if self.schema.message_trigram { "trigram" } else { "none" },
                     "migrations": migrations,
                     "tcp_nodelay": self.nodelay.json(),

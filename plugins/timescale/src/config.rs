@@ -55,7 +55,8 @@ pub struct Config {
     /// plain PostgreSQL deletes in batches. Default: `off` (keep everything).
     #[serde(default, deserialize_with = "duration::deserialize_optional")]
     pub retention: Option<Duration>,
-    /// Plain PostgreSQL: how often the retention task runs (a duration). Default: `1h`.
+    /// Plain PostgreSQL and Apache-only TimescaleDB: how often the store's retention task runs
+    /// (a duration). Default: `1h`.
     #[serde(
         default = "default_retention_interval",
         deserialize_with = "duration::deserialize"

@@ -23,6 +23,11 @@ pub enum Storage {
     Hypertable {
         /// `extversion` of timescaledb.
         version: String,
+        /// Whether the server's licence gives compression and policy jobs (`timescaledb.license`
+        /// is `timescale`, the Community Edition). An Apache-2.0-only build has hypertables and
+        /// `drop_chunks`, but neither compression nor `add_*_policy`: the store then drops old
+        /// chunks from its own task, as it deletes old rows on plain PostgreSQL.
+        policies: bool,
     },
     /// A plain PostgreSQL table.
     Plain,
@@ -47,15 +52,24 @@ pub struct SchemaInfo {
     pub message_trigram: bool,
     /// Steps applied by this start (empty on a restart).
     pub applied: Vec<i32>,
+    /// Why TimescaleDB is not in use, when it is not (said at start, and by `schema`).
+    pub timescaledb_missing: Option<String>,
 }
 
 fn q(sql: String) -> AssertSqlSafe<String> {
     AssertSqlSafe(sql)
 }
 
-/// Whether the `timescaledb` extension can be used: installed in this database, or available
-/// and creatable here. Returns its version, or why not.
-async fn timescaledb(pool: &PgPool) -> Result<Result<String, String>, TimescaleError> {
+/// What the server offers of TimescaleDB.
+struct Found {
+    version: String,
+    policies: bool,
+}
+
+/// Whether the `timescaledb` extension can be used: installed in this database, or available,
+/// preloaded and creatable here. Returns its version and licence, or why not, in words that say
+/// what to change.
+async fn timescaledb(pool: &PgPool) -> Result<Result<Found, String>, TimescaleError> {
     let available: Option<String> = sqlx::query_scalar(
         "SELECT default_version FROM pg_available_extensions WHERE name = 'timescaledb'",
     )
@@ -67,18 +81,45 @@ async fn timescaledb(pool: &PgPool) -> Result<Result<String, String>, TimescaleE
             "the timescaledb extension is not installed on the server".to_owned(),
         ));
     }
+    // Installed but not preloaded is the commonest half-done setup: CREATE EXTENSION then fails
+    // with "must be preloaded", which does not say where.
+    let preload: String = sqlx::query_scalar("SELECT current_setting('shared_preload_libraries')")
+        .fetch_one(pool)
+        .await
+        .map_err(TimescaleError::db("reading shared_preload_libraries"))?;
+    if !preload
+        .split(',')
+        .any(|library| library.trim().trim_matches('"') == "timescaledb")
+    {
+        let now = if preload.trim().is_empty() {
+            "empty".to_owned()
+        } else {
+            format!("'{}'", preload.trim())
+        };
+        return Ok(Err(format!(
+            "the timescaledb extension is installed on the server but not preloaded \
+             (shared_preload_libraries is {now}): add timescaledb to shared_preload_libraries \
+             in postgresql.conf (or ALTER SYSTEM SET shared_preload_libraries = 'timescaledb') \
+             and restart PostgreSQL"
+        )));
+    }
     if let Err(e) = pool
         .execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
         .await
     {
         return Ok(Err(format!("CREATE EXTENSION timescaledb failed: {e}")));
     }
-    let version: String =
-        sqlx::query_scalar("SELECT extversion FROM pg_extension WHERE extname = 'timescaledb'")
-            .fetch_one(pool)
-            .await
-            .map_err(TimescaleError::db("reading the timescaledb version"))?;
-    Ok(Ok(version))
+    let (version, license): (String, Option<String>) = sqlx::query_as(
+        "SELECT extversion, current_setting('timescaledb.license', true)
+         FROM pg_extension WHERE extname = 'timescaledb'",
+    )
+    .fetch_one(pool)
+    .await
+    .map_err(TimescaleError::db("reading the timescaledb version"))?;
+    Ok(Ok(Found {
+        version,
+        policies: license.as_deref() != Some("apache"),
+    }))
 }
 
 /// Creates or updates the table, its indexes and (with TimescaleDB) its policies.
@@ -129,8 +170,9 @@ pub async fn migrate(pool: &PgPool, s: &Settings) -> Result<SchemaInfo, Timescal
         .find(|(v, _)| *v == 2)
         .map(|(_, d)| d.contains("hypertable"));
     let storage = match (recorded_storage, &ts_available) {
-        (Some(true), Ok(version)) | (None, Ok(version)) => Storage::Hypertable {
-            version: version.clone(),
+        (Some(true), Ok(found)) | (None, Ok(found)) => Storage::Hypertable {
+            version: found.version.clone(),
+            policies: found.policies,
         },
         (Some(true), Err(why)) => {
             return Err(TimescaleError::TimescaleMissing(format!(
@@ -220,7 +262,7 @@ pub async fn migrate(pool: &PgPool, s: &Settings) -> Result<SchemaInfo, Timescal
         applied.push(version);
     }
 
-    if let Storage::Hypertable { .. } = storage {
+    if let Storage::Hypertable { policies: true, .. } = storage {
         apply_policies(&mut tx, s).await?;
     }
     tx.commit()
@@ -235,6 +277,7 @@ pub async fn migrate(pool: &PgPool, s: &Settings) -> Result<SchemaInfo, Timescal
         storage,
         message_trigram,
         applied,
+        timescaledb_missing: ts_available.err(),
     })
 }
 

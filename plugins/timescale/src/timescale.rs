@@ -8,7 +8,7 @@ use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
 use crate::api::Api;
-use crate::config::{Config, Settings};
+use crate::config::{Config, Settings, TimescaleMode};
 use crate::error::TimescaleError;
 use crate::schema::{self, Storage};
 use crate::write::Writer;
@@ -111,7 +111,10 @@ impl Timescale {
         let info = schema::migrate(&pool, &settings).await?;
         let t = settings.qualified();
         match &info.storage {
-            Storage::Hypertable { version } => tracing::info!(
+            Storage::Hypertable {
+                version,
+                policies: true,
+            } => tracing::info!(
                 table = %t,
                 timescaledb = %version,
                 compress_after = ?settings.compress_after,
@@ -119,21 +122,41 @@ impl Timescale {
                 applied = ?info.applied,
                 "TimescaleDB found: records go to a hypertable, old chunks are compressed and dropped by its policies."
             ),
-            Storage::Plain => tracing::info!(
+            Storage::Hypertable {
+                version,
+                policies: false,
+            } => tracing::warn!(
                 table = %t,
+                timescaledb = %version,
                 retention = ?settings.retention,
-                message_index = info.message_trigram,
                 applied = ?info.applied,
-                "TimescaleDB not available: records go to a plain table with B-tree and BRIN indexes; retention by batched deletes."
+                "TimescaleDB found, built with the Apache-2.0 licence only: records go to a hypertable, but it cannot compress chunks or run policy jobs, so nothing is compressed (compress_after is ignored) and this store drops chunks older than `retention` itself. For compression, use the Community Edition build (timescaledb.license = 'timescale')."
             ),
+            Storage::Plain => match &info.timescaledb_missing {
+                Some(why) if settings.timescale != TimescaleMode::Off => tracing::warn!(
+                    table = %t,
+                    retention = ?settings.retention,
+                    message_index = info.message_trigram,
+                    applied = ?info.applied,
+                    "TimescaleDB not used ({why}): records go to a plain table with B-tree and BRIN indexes; retention by batched deletes."
+                ),
+                _ => tracing::info!(
+                    table = %t,
+                    retention = ?settings.retention,
+                    message_index = info.message_trigram,
+                    applied = ?info.applied,
+                    "Records go to a plain table with B-tree and BRIN indexes; retention by batched deletes."
+                ),
+            },
         }
+        // TimescaleDB's own retention job needs its Community licence; otherwise this task.
         let retention = match (&info.storage, settings.retention) {
-            (Storage::Plain, Some(_)) => Some(retention::spawn(
+            (Storage::Hypertable { policies: true, .. }, _) | (_, None) => None,
+            (storage, Some(_)) => Some(retention::spawn(
                 pool.clone(),
                 settings.clone(),
-                info.storage.clone(),
+                storage.clone(),
             )),
-            _ => None,
         };
         let writer = Writer::new(pool.clone(), &t, settings.dedupe_window);
         let settings = Arc::new(settings);

@@ -30,6 +30,11 @@ impl TestDb {
         TestDb(postgres::TestDb::new())
     }
 
+    /// A database on another server (a URL without a database name).
+    pub fn on(server: String) -> TestDb {
+        TestDb(postgres::TestDb::on(server))
+    }
+
     /// A config table for this database, with extra TOML lines.
     pub fn config(&self, extra: &str) -> String {
         format!("url = \"{}\"\n{extra}\n", self.url)
@@ -99,32 +104,62 @@ pub fn plugin_dir() -> &'static Path {
     DIR.get_or_init(|| logrelay_plugin_api::testing::build_libraries(&["logrelay-timescale"]))
 }
 
-/// Stops the cluster now and starts it again when dropped (also on a failed assertion).
-pub struct StoppedServer;
+/// `host:port` of the test server (`LOGRELAY_TEST_POSTGRES`, default 127.0.0.1:5432).
+pub fn server_address() -> String {
+    let server = postgres::server();
+    let after_scheme = server.split_once("://").map_or(server.as_str(), |(_, r)| r);
+    let host_port = after_scheme
+        .rsplit_once('@')
+        .map_or(after_scheme, |(_, r)| r);
+    host_port.split('/').next().unwrap_or(host_port).to_owned()
+}
 
-fn pg_ctl(action: &str) {
-    let version = std::fs::read_dir("/etc/postgresql")
-        .ok()
-        .and_then(|mut d| d.next())
-        .and_then(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .unwrap_or_else(|| "15".to_owned());
+/// Stops the test server's cluster now and starts it again when dropped (also on a failed
+/// assertion). The cluster is the one `pg_lsclusters` lists on the test server's port.
+pub struct StoppedServer {
+    version: String,
+    cluster: String,
+}
+
+fn cluster_of_test_server() -> (String, String) {
+    let address = server_address();
+    let port = address.rsplit_once(':').map_or("5432", |(_, p)| p);
+    let out = Command::new("pg_lsclusters")
+        .arg("-h")
+        .output()
+        .expect("run pg_lsclusters");
+    let listing = String::from_utf8_lossy(&out.stdout);
+    listing
+        .lines()
+        .map(|l| l.split_whitespace().collect::<Vec<_>>())
+        .find(|f| f.len() > 2 && f[2] == port)
+        .map(|f| (f[0].to_owned(), f[1].to_owned()))
+        .unwrap_or_else(|| {
+            panic!("no PostgreSQL cluster on port {port} in pg_lsclusters:\n{listing}")
+        })
+}
+
+fn pg_ctl(version: &str, cluster: &str, action: &str) {
     let status = Command::new("pg_ctlcluster")
-        .args(["--skip-systemctl-redirect", &version, "main", action])
+        .args(["--skip-systemctl-redirect", version, cluster, action])
         .status()
         .expect("run pg_ctlcluster");
-    assert!(status.success(), "pg_ctlcluster {action} failed");
+    assert!(
+        status.success(),
+        "pg_ctlcluster {version} {cluster} {action} failed"
+    );
 }
 
 impl StoppedServer {
     pub fn stop() -> StoppedServer {
-        pg_ctl("stop");
-        StoppedServer
+        let (version, cluster) = cluster_of_test_server();
+        pg_ctl(&version, &cluster, "stop");
+        StoppedServer { version, cluster }
     }
 }
 
 impl Drop for StoppedServer {
     fn drop(&mut self) {
-        pg_ctl("start");
+        pg_ctl(&self.version, &self.cluster, "start");
     }
 }

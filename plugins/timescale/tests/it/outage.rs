@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use logrelay_plugin_api::ErrorKind;
 
-use crate::common::{StoppedServer, TestDb, count, pg_exclusive, records};
+use crate::common::{StoppedServer, TestDb, count, pg_exclusive, records, server_address};
 
 #[test]
 fn a_stopped_database_is_transient_and_loses_nothing() {
@@ -19,7 +19,8 @@ fn a_stopped_database_is_transient_and_loses_nothing() {
     assert_eq!(err.kind, ErrorKind::TRANSIENT, "{err}");
     let err = h.healthcheck().expect_err("health check while down");
     assert_eq!(err.kind, ErrorKind::TRANSIENT, "{err}");
-    assert!(err.message.contains("127.0.0.1:5432"), "{err}");
+    let address = server_address();
+    assert!(err.message.contains(&address), "{address}: {err}");
     let err = h.request("query", "{}").expect_err("query while down");
     assert_eq!(err.kind, ErrorKind::TRANSIENT, "{err}");
     drop(server); // starts it again
