@@ -5,15 +5,21 @@
 //!    three rounds each, in turn. The records carry their own times (flags `NONE`);
 //!    `--receive-time` flags them `RECEIVE_TIME`, as if the messages gave no time, so that every
 //!    record is probed for the dedupe window.
-//! 2. Queries: p95 latency of newest-100 by project, by level, by module and of a one-hour range,
-//!    through `request("query")`, on N generated rows over 30 days (20 projects, 50 modules),
-//!    with the EXPLAIN ANALYZE plan of each.
+//!    On a TimescaleDB server both are run twice: into the hypertable the store makes there, and
+//!    into a plain table (`timescale = "off"`), in the same run.
+//! 2. Queries: p50/p95 latency of newest-100 by project, by level, by module, of a one-hour
+//!    range, and of one day's stats, through `request`, on N generated rows over 30 days
+//!    (20 projects, 50 modules), with the EXPLAIN ANALYZE plan of each query, and the table's
+//!    size on disk. On a TimescaleDB server the same again after compressing every chunk older
+//!    than a day (`compress_chunk`), with the size after.
 //!
 //! ```text
 //! cargo bench -p logrelay-timescale --bench ingest -- [--rows 200000] [--query-rows 2000000] [--samples 200]
 //!     [--batch 1000] [--config 'message_index = "auto"'] [--socket /var/run/postgresql] [--receive-time]
+//!     [--server postgres://postgres@127.0.0.1:5433]
 //! ```
-//! `--query-rows 0` skips part 2. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust).
+//! `--query-rows 0` skips part 2. Needs PostgreSQL on 127.0.0.1:5432 (user postgres, trust), or
+//! the server `--server` names (a URL without a database name).
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -25,7 +31,13 @@ use serde_json::{Value, json};
 use sqlx::postgres::PgConnection;
 use sqlx::{AssertSqlSafe, Connection, Executor};
 
-const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+/// The server: `--server`, else the local PostgreSQL.
+fn server() -> String {
+    match text_arg("--server") {
+        url if url.is_empty() => "postgres://postgres@127.0.0.1:5432".to_owned(),
+        url => url.trim_end_matches('/').to_owned(),
+    }
+}
 
 fn arg(name: &str, default: u64) -> u64 {
     let args: Vec<String> = std::env::args().collect();
@@ -48,9 +60,10 @@ fn text_arg(name: &str) -> String {
 
 fn admin(rt: &tokio::runtime::Runtime, sql: &str) {
     rt.block_on(async {
-        let mut c = PgConnection::connect(&format!("{SERVER}/postgres"))
+        let server = server();
+        let mut c = PgConnection::connect(&format!("{server}/postgres"))
             .await
-            .expect("PostgreSQL reachable at 127.0.0.1:5432");
+            .unwrap_or_else(|e| panic!("PostgreSQL reachable at {server}: {e}"));
         c.execute(AssertSqlSafe(sql.to_owned()))
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
@@ -113,16 +126,32 @@ fn copy_text(rows: &[Record]) -> String {
     out
 }
 
-fn ingest(rt: &tokio::runtime::Runtime, rows: usize) {
+/// Whether the server preloads TimescaleDB (so the store makes hypertables there).
+fn has_timescaledb(rt: &tokio::runtime::Runtime) -> bool {
+    rt.block_on(async {
+        let mut c = PgConnection::connect(&format!("{}/postgres", server()))
+            .await
+            .expect("connect");
+        let preload: String =
+            sqlx::query_scalar("SELECT current_setting('shared_preload_libraries')")
+                .fetch_one(&mut c)
+                .await
+                .expect("shared_preload_libraries");
+        preload.contains("timescaledb")
+    })
+}
+
+fn ingest(rt: &tokio::runtime::Runtime, rows: usize, storage_config: &str) {
     let db = format!("logrelay_bench_ingest_{}", std::process::id());
     admin(rt, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     admin(rt, &format!("CREATE DATABASE {db}"));
     // `--socket /var/run/postgresql` connects both sides through the Unix socket instead.
     let url = match text_arg("--socket") {
-        dir if dir.is_empty() => format!("{SERVER}/{db}"),
+        dir if dir.is_empty() => format!("{}/{db}", server()),
         dir => format!("postgres://postgres@localhost/{db}?host={dir}"),
     };
-    let extra = text_arg("--config");
+    let extra = format!("{storage_config}\n{}", text_arg("--config"));
+    let extra = extra.trim();
     let batch = arg("--batch", 1000).max(1) as usize;
     let flag = if std::env::args().any(|a| a == "--receive-time") {
         RecordFlags::RECEIVE_TIME
@@ -132,6 +161,8 @@ fn ingest(rt: &tokio::runtime::Runtime, rows: usize) {
     let flags = vec![flag; batch];
     let h =
         Harness::start::<Timescale>(&format!("url = \"{url}\"\n{extra}\n")).expect("store starts");
+    let storage: Value =
+        serde_json::from_str(&h.request("schema", "{}").expect("schema")).expect("json");
     let data = records(rows);
     let text = copy_text(&data);
     let mut conn = rt.block_on(PgConnection::connect(&url)).expect("connect");
@@ -142,9 +173,10 @@ fn ingest(rt: &tokio::runtime::Runtime, rows: usize) {
         });
     };
     println!(
-        "ingest: {rows} rows (~{} bytes each), table with its indexes, config: {}, records {}",
+        "ingest: {rows} rows (~{} bytes each) into a {} table with its indexes, config: {}, records {}",
         text.len() / rows,
-        if extra.is_empty() { "defaults" } else { &extra },
+        storage["storage"].as_str().unwrap_or("?"),
+        if extra.is_empty() { "defaults" } else { extra },
         if flag == RecordFlags::NONE {
             "with their own time"
         } else {
@@ -202,8 +234,8 @@ fn ingest(rt: &tokio::runtime::Runtime, rows: usize) {
     admin(rt, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
 }
 
-/// A named request body generator.
-type Case = (&'static str, Box<dyn Fn(usize) -> Value>);
+/// A named request: method and body generator.
+type Case = (&'static str, &'static str, Box<dyn Fn(usize) -> Value>);
 
 fn p95(mut v: Vec<Duration>) -> (Duration, Duration) {
     v.sort();
@@ -214,7 +246,7 @@ fn queries(rt: &tokio::runtime::Runtime, n: u64, samples: usize) {
     let db = format!("logrelay_bench_query_{}", std::process::id());
     admin(rt, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
     admin(rt, &format!("CREATE DATABASE {db}"));
-    let url = format!("{SERVER}/{db}");
+    let url = format!("{}/{db}", server());
     let h = Harness::start::<Timescale>(&format!(
         "url = \"{url}\"\nmessage_index = \"off\"\nstatement_timeout_ms = 0\n"
     ))
@@ -240,8 +272,12 @@ fn queries(rt: &tokio::runtime::Runtime, n: u64, samples: usize) {
         .expect("generate");
         c.execute("VACUUM ANALYZE logs").await.expect("analyze");
     });
+    let schema: Value =
+        serde_json::from_str(&h.request("schema", "{}").expect("schema")).expect("json");
+    let hypertable = schema["storage"] == "hypertable";
     println!(
-        "queries: {n} rows over 30 days, 20 projects, 50 modules, 6 levels; generated in {:.0} s",
+        "queries: {n} rows over 30 days, 20 projects, 50 modules, 6 levels, in a {} table; generated in {:.0} s",
+        schema["storage"].as_str().unwrap_or("?"),
         start.elapsed().as_secs_f64()
     );
     let now_ns = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
@@ -249,43 +285,72 @@ fn queries(rt: &tokio::runtime::Runtime, n: u64, samples: usize) {
     let cases: Vec<Case> = vec![
         (
             "newest 100 by project",
+            "query",
             Box::new(|i| json!({"project": format!("project-{}", i % 20), "limit": 100})),
         ),
         (
             "newest 100 by level",
+            "query",
             Box::new(|i| json!({"level": i % 6, "limit": 100})),
         ),
         (
             "newest 100 by module",
+            "query",
             Box::new(|i| json!({"module": format!("module-{}", i % 50), "limit": 100})),
         ),
         (
             "newest 100 in a one-hour range",
+            "query",
             Box::new(move |i| {
                 let from = now_ns - 30 * 24 * hour + ((i as i64 * 7919) % (29 * 24)) * hour;
                 json!({"from": from, "to": from + hour, "limit": 100})
             }),
         ),
+        (
+            "stats of one project over a day",
+            "stats",
+            Box::new(move |i| {
+                let from = now_ns - 30 * 24 * hour + ((i as i64 * 7919) % (29 * 24)) * hour;
+                json!({"project": format!("project-{}", i % 20), "from": from, "to": from + 24 * hour})
+            }),
+        ),
     ];
-    for (name, body) in &cases {
-        for i in 0..20 {
-            h.request("query", &body(i).to_string()).expect("warm-up");
+    let size = |h: &Harness| {
+        let sql = if hypertable {
+            "SELECT pg_size_pretty(hypertable_size('logs'))"
+        } else {
+            "SELECT pg_size_pretty(pg_total_relation_size('logs'))"
+        };
+        let v: Value = serde_json::from_str(
+            &h.request("sql", &json!({ "query": sql }).to_string())
+                .expect("size"),
+        )
+        .expect("json");
+        v["rows"][0][0].as_str().unwrap_or("?").to_owned()
+    };
+    println!("  on disk, with indexes: {}", size(&h));
+    let measure = |h: &Harness| {
+        for (name, method, body) in &cases {
+            for i in 0..20 {
+                h.request(method, &body(i).to_string()).expect("warm-up");
+            }
+            let mut times = Vec::with_capacity(samples);
+            for i in 0..samples {
+                let b = body(i).to_string();
+                let t = Instant::now();
+                let answer = h.request(method, &b).expect("request");
+                times.push(t.elapsed());
+                assert!(answer.len() > 100);
+            }
+            let (p50, p95) = p95(times);
+            println!(
+                "  {name:<32} p50 {:>7.2} ms   p95 {:>7.2} ms   (goal p95 < 20 ms)",
+                p50.as_secs_f64() * 1e3,
+                p95.as_secs_f64() * 1e3
+            );
         }
-        let mut times = Vec::with_capacity(samples);
-        for i in 0..samples {
-            let b = body(i).to_string();
-            let t = Instant::now();
-            let answer = h.request("query", &b).expect("query");
-            times.push(t.elapsed());
-            assert!(answer.len() > 100);
-        }
-        let (p50, p95) = p95(times);
-        println!(
-            "  {name:<32} p50 {:>7.2} ms   p95 {:>7.2} ms   (goal p95 < 20 ms)",
-            p50.as_secs_f64() * 1e3,
-            p95.as_secs_f64() * 1e3
-        );
-    }
+    };
+    measure(&h);
     let plans = [
         "SELECT id FROM logs WHERE project = 'project-7' ORDER BY ts DESC, id DESC LIMIT 101",
         "SELECT id FROM logs WHERE level = 4 ORDER BY ts DESC, id DESC LIMIT 101",
@@ -305,6 +370,25 @@ fn queries(rt: &tokio::runtime::Runtime, n: u64, samples: usize) {
             println!("    {}", row[0].as_str().unwrap_or_default());
         }
     }
+    if hypertable {
+        let start = Instant::now();
+        rt.block_on(async {
+            let mut c = PgConnection::connect(&url).await.expect("connect");
+            c.execute(
+                "SELECT count(compress_chunk(c, if_not_compressed => true))
+                 FROM show_chunks('logs', older_than => interval '1 day') c",
+            )
+            .await
+            .expect("compress");
+            c.execute("ANALYZE logs").await.expect("analyze");
+        });
+        println!(
+            "\n  compressed every chunk older than a day in {:.0} s; on disk, with indexes: {}",
+            start.elapsed().as_secs_f64(),
+            size(&h)
+        );
+        measure(&h);
+    }
     drop(h);
     admin(rt, &format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
 }
@@ -318,7 +402,12 @@ fn main() {
     let query_rows = arg("--query-rows", 2_000_000);
     let samples = arg("--samples", 200) as usize;
     if rows > 0 {
-        ingest(&rt, rows);
+        if has_timescaledb(&rt) {
+            ingest(&rt, rows, "");
+            ingest(&rt, rows, "timescale = \"off\"");
+        } else {
+            ingest(&rt, rows, "");
+        }
     }
     if query_rows > 0 {
         queries(&rt, query_rows, samples.max(20));
