@@ -6,13 +6,33 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::config::{Env, PluginsConfig, Settings};
-use crate::engine::{Engine, EngineOptions};
+use crate::config::{Env, PluginsConfig, PluginsConfigError, Settings, SettingsError};
+use crate::engine::{Engine, EngineOptions, StartupErrors};
 use crate::intake::{self, IntakeStats};
 use crate::loader;
+
+/// The command line or configuration cannot be used (exit code 2), for problems found outside
+/// the typed configuration errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigProblem(pub String);
+
+/// The exit code for an error that ended a command (the table is [`crate::cli::EXIT_CODES`]):
+/// 2 when the command line or configuration cannot be used, 3 when something it needs could not
+/// be reached or failed while running.
+pub fn exit_code(e: &anyhow::Error) -> u8 {
+    let config = e.chain().any(|c| {
+        c.is::<SettingsError>()
+            || c.is::<PluginsConfigError>()
+            || c.is::<loader::LoadError>()
+            || c.is::<StartupErrors>()
+            || c.is::<ConfigProblem>()
+    });
+    if config { 2 } else { 3 }
+}
 
 /// Re-reads plugins.toml and applies it to the running engine, logging the outcome.
 fn reload_now(
@@ -59,10 +79,11 @@ pub fn load_plugins_config(settings: &Settings, env: &Env) -> anyhow::Result<Plu
     let env = env.with_settings(settings);
     let config = PluginsConfig::load(&settings.plugins_file, &env, &settings.plugin_dir)?;
     if config.enabled().next().is_none() {
-        bail!(
+        return Err(ConfigProblem(format!(
             "{} enables no connector; add a [plugins.<name>] table (see docs/CONFIG.md)",
             settings.plugins_file.display()
-        );
+        ))
+        .into());
     }
     Ok(config)
 }
@@ -246,7 +267,7 @@ pub fn check(settings: &Settings, env: &Env) -> anyhow::Result<ExitCode> {
         }
         Err(e) => {
             eprintln!("error: {e}");
-            Ok(ExitCode::FAILURE)
+            Ok(ExitCode::from(2))
         }
     }
 }
@@ -261,7 +282,7 @@ pub fn plugins(settings: &Settings) -> anyhow::Result<ExitCode> {
             "error: no liblogrelay_*.so in {} (set LOGRELAY_PLUGIN_DIR)",
             dir.display()
         );
-        return Ok(ExitCode::FAILURE);
+        return Ok(ExitCode::from(2));
     }
     let mut failed = false;
     for path in found {
@@ -289,7 +310,7 @@ pub fn plugins(settings: &Settings) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(if failed {
-        ExitCode::FAILURE
+        ExitCode::from(2)
     } else {
         ExitCode::SUCCESS
     })

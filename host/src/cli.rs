@@ -9,16 +9,17 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::app;
-use crate::config::{Env, Settings};
+use crate::config::{Env, EnvFile, Settings};
 
 /// logrelay: a log hub that takes structured logs from RabbitMQ and hands them, in batches, to
 /// connector plugins.
 #[derive(Debug, Parser)]
-#[command(name = "logrelay", version)]
+#[command(name = "logrelay", version, after_help = EXIT_CODES)]
 pub struct Cli {
-    /// The settings file (`.env` format); the real environment overrides it.
-    #[arg(long, global = true, default_value = ".env")]
-    pub env_file: PathBuf,
+    /// The settings file (`.env` format); the real environment overrides it. Default: `.env` in
+    /// the working directory when there is one; a file named here must exist.
+    #[arg(long, global = true, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
     /// Refuse to start on an invalid setting instead of falling back to its default.
     #[arg(long, global = true)]
     pub strict: bool,
@@ -26,6 +27,17 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
 }
+
+/// The exit codes, the same for every command (shown by `--help`).
+pub const EXIT_CODES: &str = "\
+Exit codes (every command):
+  0  done
+  1  done, and it reports a failure: a record not delivered or not confirmed, a host unhealthy,
+     a statement refused
+  2  the command line or configuration cannot be used: a setting or the --env-file,
+     plugins.toml, a connector library, a connector refusing its config or failing to start
+  3  something it needs could not be reached or failed while running: RabbitMQ, the store,
+     a running host's admin address";
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
@@ -53,7 +65,11 @@ pub enum Command {
 
 /// Runs the command; the exit code says how it went.
 pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
-    let env = Env::load(Some(&cli.env_file))?;
+    let env_file = match &cli.env_file {
+        Some(path) => EnvFile::Named(path),
+        None => EnvFile::Default(std::path::Path::new(".env")),
+    };
+    let env = Env::load(env_file)?;
     let (settings, warnings) = Settings::from_env(&env, cli.strict)?;
     app::init_logging(&settings.log);
     for w in &warnings {

@@ -5,10 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm};
 
+use crate::app::ConfigProblem;
 use crate::config::Settings;
 
 /// Options of `logrelay send`.
@@ -49,7 +50,7 @@ pub struct SendArgs {
 /// Publishes and waits for every confirm; prints how many the broker confirmed.
 pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode> {
     if args.per_message == 0 {
-        bail!("--per-message must be at least 1");
+        return Err(ConfigProblem("--per-message must be at least 1".to_owned()).into());
     }
     let level = logrelay_plugin_api::Level::from_name(&args.level).with_context(|| {
         format!(
@@ -69,7 +70,12 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
             })
             .to_string(),
         ],
-        (None, None) => bail!("give a MESSAGE or --file FILE (see logrelay send --help)"),
+        (None, None) => {
+            return Err(ConfigProblem(
+                "give a MESSAGE or --file FILE (see logrelay send --help)".to_owned(),
+            )
+            .into());
+        }
     };
     let exchange = args
         .exchange

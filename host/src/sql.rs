@@ -8,12 +8,12 @@
 use std::borrow::Cow;
 use std::process::ExitCode;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use logrelay_plugin_api::escape::{escape, push_json_escaped};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
-use crate::app::load_plugins_config;
+use crate::app::{ConfigProblem, load_plugins_config};
 use crate::config::{Env, InstanceSpec, Settings};
 use crate::engine::request_once;
 use crate::loader::Loader;
@@ -88,16 +88,19 @@ fn choose_store<'a>(
         .collect();
     match stores.as_slice() {
         [one] => Ok((*one).clone()),
-        [] => bail!(
+        [] => Err(ConfigProblem(
             "no enabled store instance in plugins.toml; enable one (type = \"timescale\") or name it with --instance"
-        ),
-        many => bail!(
+                .to_owned(),
+        )
+        .into()),
+        many => Err(ConfigProblem(format!(
             "several store instances ({}); choose one with --instance",
             many.iter()
                 .map(|s| s.name.as_str())
                 .collect::<Vec<_>>()
                 .join(", ")
-        ),
+        ))
+        .into()),
     }
 }
 

@@ -12,6 +12,15 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+/// Which settings file [`Env::load`] reads.
+#[derive(Debug, Clone, Copy)]
+pub enum EnvFile<'a> {
+    /// Named by the user (`--env-file`): it must exist.
+    Named(&'a Path),
+    /// The default (`.env`): read when it exists.
+    Default(&'a Path),
+}
+
 /// The environment as logrelay sees it: `.env` values overlaid by the real environment.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -19,12 +28,22 @@ pub struct Env {
 }
 
 impl Env {
-    /// Reads `env_file` (when it exists) and overlays the process environment.
-    pub fn load(env_file: Option<&Path>) -> Result<Env, SettingsError> {
+    /// Reads `env_file` and overlays the process environment. A file named explicitly must
+    /// exist; the default one (`.env` in the working directory) is read only when it does.
+    pub fn load(env_file: EnvFile<'_>) -> Result<Env, SettingsError> {
         let mut vars = BTreeMap::new();
-        if let Some(path) = env_file
-            && path.exists()
-        {
+        let path = match env_file {
+            EnvFile::Named(path) if !path.exists() => {
+                return Err(SettingsError::EnvFile {
+                    path: path.to_path_buf(),
+                    reason: "no such file (named by --env-file; leave the option out to run without one)"
+                        .to_owned(),
+                });
+            }
+            EnvFile::Named(path) => Some(path),
+            EnvFile::Default(path) => path.exists().then_some(path),
+        };
+        if let Some(path) = path {
             let iter = dotenvy::from_path_iter(path).map_err(|e| SettingsError::EnvFile {
                 path: path.to_path_buf(),
                 reason: e.to_string(),
@@ -610,8 +629,20 @@ mod tests {
             "LOGRELAY_TEST_ONLY_VAR=from-file\n# comment\nPATH=from-file\n",
         )
         .expect("write");
-        let env = Env::load(Some(&path)).expect("load");
+        let env = Env::load(EnvFile::Named(&path)).expect("load");
         assert_eq!(env.get("LOGRELAY_TEST_ONLY_VAR"), Some("from-file"));
         assert_ne!(env.get("PATH"), Some("from-file"));
+    }
+
+    #[test]
+    fn a_named_env_file_must_exist_the_default_need_not() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let missing = dir.path().join("prod.env");
+        let err = Env::load(EnvFile::Named(&missing)).expect_err("named and missing");
+        assert!(
+            err.to_string().contains("prod.env") && err.to_string().contains("no such file"),
+            "{err}"
+        );
+        Env::load(EnvFile::Default(&missing)).expect("the default may be absent");
     }
 }

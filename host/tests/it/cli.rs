@@ -15,12 +15,10 @@ fn write_plugins(dir: &Path, text: impl AsRef<str>) {
     std::fs::write(dir.join("plugins.toml"), text.as_ref()).expect("write plugins.toml");
 }
 
-/// The binary, run in `dir` with an empty .env and the given environment.
+/// The binary, run in `dir` (which has no .env) with the given environment.
 fn logrelay(dir: &Path, env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_logrelay"));
     cmd.current_dir(dir)
-        .arg("--env-file")
-        .arg(dir.join("no.env"))
         .env("LOGRELAY_PLUGIN_DIR", plugin_dir())
         .env("LOGRELAY_PLUGINS", dir.join("plugins.toml"))
         .env("LOGRELAY_AMQP_URL", AMQP_URL)
@@ -48,8 +46,45 @@ fn check_reports_success_and_failure_with_exit_codes() {
         "[plugins.a]\ntype = \"fixture\"\ncolour = 1\n[plugins.b]\ntype = \"fixture\"\nroute = { min_level = \"loud\" }\n",
     );
     run(logrelay(dir.path(), &[]).arg("check"))
-        .fails()
+        .exits_with(2)
         .stderr_has(&["colour", "\"loud\""]);
+}
+
+/// One exit-code table for every command (`logrelay --help`): 2 for a configuration that
+/// cannot be used, 3 for what could not be reached.
+#[test]
+fn exit_codes_are_the_same_across_commands() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(logrelay(dir.path(), &[]).arg("--help"))
+        .succeeds()
+        .stdout_has(&[
+            "Exit codes (every command):",
+            "  2  the command line or configuration",
+            "  3  something",
+        ]);
+    // A named settings file that is not there.
+    run(logrelay(dir.path(), &[]).args(["--env-file", "prod.env", "check"]))
+        .exits_with(2)
+        .stderr_has(&["prod.env", "no such file"]);
+    // A library that is not a connector, under check and under run alike.
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir(&plugins).expect("mkdir");
+    std::fs::write(plugins.join("liblogrelay_broken.so"), b"not a library").expect("write");
+    write_plugins(dir.path(), "[plugins.b]\ntype = \"broken\"\n");
+    let broken = [("LOGRELAY_PLUGIN_DIR", plugins.display().to_string())];
+    for command in ["check", "run"] {
+        run(logrelay(dir.path(), &broken).arg(command))
+            .exits_with(2)
+            .stderr_has(&["liblogrelay_broken.so"]);
+    }
+    run(logrelay(dir.path(), &broken).arg("plugins")).exits_with(2);
+    // Nothing answers on the admin address.
+    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = free.local_addr().expect("addr").to_string();
+    drop(free);
+    run(logrelay(dir.path(), &[("LOGRELAY_ADMIN_ADDR", addr)]).arg("health"))
+        .exits_with(3)
+        .stderr_has(&["is logrelay running?"]);
 }
 
 #[test]

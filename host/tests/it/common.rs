@@ -324,7 +324,14 @@ impl Ran {
         self
     }
 
-    /// Asserts that it exited with failure.
+    /// Asserts its exit code.
+    #[track_caller]
+    pub fn exits_with(&self, code: i32) -> &Self {
+        assert_eq!(self.output.status.code(), Some(code), "exit code: {self}");
+        self
+    }
+
+    /// Asserts that it exited with a failure.
     #[track_caller]
     pub fn fails(&self) -> &Self {
         assert!(!self.output.status.success(), "expected failure: {self}");
