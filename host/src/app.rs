@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use tokio::sync::watch;
 
-use crate::config::{Env, PluginsConfig, PluginsConfigError, Settings, SettingsError};
+use crate::config::{Env, LogFormat, PluginsConfig, PluginsConfigError, Settings, SettingsError};
 use crate::engine::{Engine, EngineOptions, StartupErrors};
 use crate::intake::{self, IntakeStats};
 use crate::loader;
@@ -57,14 +57,21 @@ fn reload_now(
 }
 
 /// Logs to stderr with `filter` (an `EnvFilter`; `info` when it does not parse).
-pub fn init_logging(filter: &str) {
+pub fn init_logging(filter: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(colour_on_stderr())
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_ansi(colour_on_stderr()).try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(false)
+            .try_init(),
+    };
 }
 
 /// Colour only for a person at a terminal: never into a file, journald or `docker logs`, and

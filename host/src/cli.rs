@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::app;
-use crate::config::{Env, EnvFile, Settings};
+use crate::config::{Env, EnvFile, LogFormat, Settings};
 
 /// logrelay: a log hub that takes structured logs from RabbitMQ and hands them, in batches, to
 /// connector plugins.
@@ -23,6 +23,10 @@ pub struct Cli {
     /// Refuse to start on an invalid setting instead of falling back to its default.
     #[arg(long, global = true)]
     pub strict: bool,
+    /// The host's log format: `text`, or `json` (one object per line); overrides
+    /// LOGRELAY_LOG_FORMAT.
+    #[arg(long, global = true, value_enum)]
+    pub log_format: Option<LogFormat>,
     /// What to do (default: run).
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -71,7 +75,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     };
     let env = Env::load(env_file)?;
     let (settings, warnings) = Settings::from_env(&env, cli.strict)?;
-    app::init_logging(&settings.log);
+    app::init_logging(&settings.log, cli.log_format.unwrap_or(settings.log_format));
     for w in &warnings {
         tracing::warn!(variable = %w.variable, "{w}");
     }

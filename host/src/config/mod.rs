@@ -4,4 +4,4 @@ pub mod plugins;
 pub mod settings;
 
 pub use plugins::{Acceptance, InstanceSpec, PluginsConfig, PluginsConfigError, Route};
-pub use settings::{Env, EnvFile, SettingWarning, Settings, SettingsError};
+pub use settings::{Env, EnvFile, LogFormat, SettingWarning, Settings, SettingsError};

@@ -92,6 +92,36 @@ impl Env {
     }
 }
 
+/// How the host writes its own log (`LOGRELAY_LOG_FORMAT`, `--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people: time, level, target, message, fields.
+    Text,
+    /// One JSON object per line (`timestamp`, `level`, `target`, `fields`), for collectors.
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LogFormat, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err("must be `text` or `json`".to_owned()),
+        }
+    }
+}
+
+impl Display for LogFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LogFormat::Text => "text",
+            LogFormat::Json => "json",
+        })
+    }
+}
+
 /// A problem with the settings.
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -133,6 +163,9 @@ pub struct Settings {
     pub telegram_token: Option<String>,
     /// `LOGRELAY_LOG`: the host's log filter (`info`, `logrelay=debug,warn`...).
     pub log: String,
+    /// `LOGRELAY_LOG_FORMAT`: `text` (for people) or `json` (one object per line, for log
+    /// collectors).
+    pub log_format: LogFormat,
     /// `LOGRELAY_STRICT`: refuse to start on an invalid setting.
     pub strict: bool,
     /// `LOGRELAY_PREFETCH`: unacknowledged deliveries in flight.
@@ -417,6 +450,7 @@ impl Settings {
                     .map(|_| s.to_owned())
                     .map_err(|e| format!("not a log filter: {e}"))
             }),
+            log_format: r.get("LOGRELAY_LOG_FORMAT", LogFormat::Text, |s| s.parse()),
             strict,
             prefetch: r.number("LOGRELAY_PREFETCH", 5000, 1, u16::MAX),
             batch_max_records: nonzero(r.number("LOGRELAY_BATCH_MAX_RECORDS", 1000, 1, 100_000)),

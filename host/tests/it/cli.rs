@@ -113,6 +113,43 @@ fn the_hosts_log_has_no_colour_codes_off_a_terminal() {
 }
 
 #[test]
+fn the_hosts_log_is_json_lines_on_request() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_plugins(dir.path(), "[plugins.sink]\ntype = \"fixture\"\n");
+    let by_option = run(
+        logrelay(dir.path(), &[("LOGRELAY_PREFETCH", "many".to_owned())]).args([
+            "--log-format",
+            "json",
+            "check",
+        ]),
+    );
+    let by_setting = run(logrelay(
+        dir.path(),
+        &[
+            ("LOGRELAY_PREFETCH", "many".to_owned()),
+            ("LOGRELAY_LOG_FORMAT", "JSON".to_owned()),
+        ],
+    )
+    .arg("check"));
+    for ran in [&by_option, &by_setting] {
+        let stderr = ran.succeeds().stderr();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert!(!lines.is_empty(), "no log lines: {ran}");
+        for line in lines {
+            let v: serde_json::Value = serde_json::from_str(line)
+                .unwrap_or_else(|e| panic!("not a JSON line ({e}): {line}"));
+            assert_eq!(v["level"], "WARN", "{line}");
+            assert!(v["timestamp"].is_string(), "{line}");
+            let message = v["message"].as_str().unwrap_or_default();
+            assert!(message.contains("LOGRELAY_PREFETCH"), "{line}");
+        }
+    }
+    run(logrelay(dir.path(), &[("LOGRELAY_LOG_FORMAT", "xml".to_owned())]).arg("check"))
+        .succeeds()
+        .stderr_has(&["LOGRELAY_LOG_FORMAT", "must be `text` or `json`"]);
+}
+
+#[test]
 fn plugins_lists_the_libraries() {
     let dir = tempfile::tempdir().expect("tempdir");
     run(logrelay(dir.path(), &[]).arg("plugins")).stdout_has(&["fixture", "console"]);
