@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
+use logrelay_plugin_api::Purpose;
 use tokio::sync::watch;
 
 use crate::config::{Env, LogFormat, PluginsConfig, PluginsConfigError, Settings, SettingsError};
@@ -99,11 +100,15 @@ pub fn load_plugins_config(settings: &Settings, env: &Env) -> anyhow::Result<Plu
 pub async fn start_engine(
     settings: &Settings,
     config: PluginsConfig,
+    purpose: Purpose,
 ) -> anyhow::Result<(
     Arc<Engine>,
     tokio::sync::mpsc::UnboundedReceiver<crate::engine::Completed>,
 )> {
-    let options = EngineOptions::from(settings);
+    let options = EngineOptions {
+        purpose,
+        ..EngineOptions::from(settings)
+    };
     let started = tokio::task::spawn_blocking(move || Engine::start(&config, options))
         .await
         .context("the start-up task failed")??;
@@ -113,7 +118,7 @@ pub async fn start_engine(
 /// `logrelay run`: consumes RabbitMQ until a signal, then drains and stops.
 pub async fn run(settings: Arc<Settings>, env: &Env) -> anyhow::Result<ExitCode> {
     let config = load_plugins_config(&settings, env)?;
-    let (engine, completions) = start_engine(&settings, config).await?;
+    let (engine, completions) = start_engine(&settings, config, Purpose::Run).await?;
     for inst in engine.instances().iter() {
         tracing::info!(
             plugin = %inst.spec.name,
@@ -247,10 +252,11 @@ pub fn admin_call(settings: &Settings, method: &str, path: &str) -> anyhow::Resu
     })
 }
 
-/// `logrelay check`: builds and health-checks every enabled instance, then stops them.
-pub fn check(settings: &Settings, env: &Env) -> anyhow::Result<ExitCode> {
+/// `logrelay check`: validates every enabled instance's config without side effects (with
+/// `online`, builds and health-checks each as for a run), then stops them.
+pub fn check(settings: &Settings, env: &Env, online: bool) -> anyhow::Result<ExitCode> {
     let config = load_plugins_config(settings, env)?;
-    match Engine::check(&config) {
+    match Engine::check(&config, online) {
         Ok(instances) => {
             println!(
                 "{}: {} instance(s) ready",

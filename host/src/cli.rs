@@ -48,8 +48,14 @@ Exit codes (every command):
 pub enum Command {
     /// Consume RabbitMQ and hand every record to the configured connectors.
     Run,
-    /// Load and start every configured connector, run their health checks, report, and exit.
-    Check,
+    /// Validate the settings, plugins.toml and every connector's config, without side effects
+    /// (no port bound, nothing written, no connection), report, and exit.
+    Check {
+        /// Also start every connector as `run` does and run its health check (tests database,
+        /// broker and API connections; binds its ports, so not beside a running host).
+        #[arg(long)]
+        online: bool,
+    },
     /// List the connector libraries in the plugin directory.
     Plugins,
     /// Feed a JSON-lines file through the configured connectors, without RabbitMQ.
@@ -87,7 +93,7 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         .context("cannot start the async runtime")?;
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(app::run(settings, &env)),
-        Command::Check => app::check(&settings, &env),
+        Command::Check { online } => app::check(&settings, &env, online),
         Command::Plugins => app::plugins(&settings),
         Command::Replay { file } => runtime.block_on(crate::replay::run(settings, &env, &file)),
         Command::Send(args) => runtime.block_on(crate::send::run(&settings, args)),

@@ -6,15 +6,25 @@ use std::sync::{Arc, PoisonError, RwLock};
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString};
 use logrelay_plugin_api::abi::{HostBox, HostObj, HostObj_TO, PluginBox};
-use logrelay_plugin_api::{Level, PluginError};
+use logrelay_plugin_api::{Level, PURPOSE_METHOD, PluginError, Purpose};
 
-/// The live instances by name, for `request` between instances.
+/// The live instances by name, for `request` between instances, and why they are built.
 #[derive(Default)]
 pub struct Registry {
     instances: RwLock<HashMap<String, Arc<PluginBox>>>,
+    purpose: Purpose,
 }
 
 impl Registry {
+    /// An empty registry whose instances are built for `purpose` (they ask, see
+    /// [`PURPOSE_METHOD`]).
+    pub fn new(purpose: Purpose) -> Registry {
+        Registry {
+            instances: RwLock::default(),
+            purpose,
+        }
+    }
+
     /// Adds (or replaces) an instance.
     pub fn insert(&self, name: &str, instance: Arc<PluginBox>) {
         self.instances
@@ -42,6 +52,9 @@ impl Registry {
 
     /// Calls `request` on the named instance.
     pub fn request(&self, instance: &str, method: &str, body: &str) -> Result<String, PluginError> {
+        if instance.is_empty() && method == PURPOSE_METHOD {
+            return Ok(self.purpose.name().to_owned());
+        }
         let target = self.get(instance).ok_or_else(|| {
             PluginError::permanent(format!(
                 "no running instance named `{instance}`; check [plugins.{instance}] in plugins.toml"

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
+use logrelay_plugin_api::Purpose;
 
 use crate::app::{load_plugins_config, start_engine};
 use crate::config::{Env, Settings};
@@ -18,7 +19,8 @@ use crate::fingerprint::Fingerprint;
 pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Result<ExitCode> {
     let text = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let config = load_plugins_config(&settings, env)?;
-    let (engine, mut completions) = start_engine(&settings, config).await?;
+    // Beside a running host, perhaps: connectors need not start their listeners.
+    let (engine, mut completions) = start_engine(&settings, config, Purpose::OneShot).await?;
     engine.wait_for_best_effort(true);
     tokio::spawn(engine.clone().watchdog());
     let received_ns = SystemTime::now()

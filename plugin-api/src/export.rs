@@ -25,7 +25,7 @@ use crate::abi::{
     HostBox, Level, Manifest, PluginBox, PluginError, PluginModule, PluginModuleRef, PluginObj,
     PluginObj_TO, Record,
 };
-use crate::plugin::{Context, Host, Plugin, parse_config};
+use crate::plugin::{Context, Host, PURPOSE_METHOD, Plugin, Purpose, parse_config};
 
 /// The name of the static that holds an abi_stable library header; the export macro gives its
 /// static this exact symbol name (checked against abi_stable's own constant in a test).
@@ -126,6 +126,9 @@ struct Instance<P: Plugin> {
     /// Set after a panic: the plugin's state may be broken, so every later call fails.
     poisoned: AtomicBool,
     id: Arc<str>,
+    /// Built for `logrelay check` by [`Plugin::check`] alone: nothing runs; the health check and
+    /// shutdown succeed, anything else is refused.
+    checked_only: bool,
 }
 
 impl<P: Plugin> Instance<P> {
@@ -133,6 +136,29 @@ impl<P: Plugin> Instance<P> {
         let id: Arc<str> = Arc::from(id);
         let dispatch = forwarding_dispatch(&host);
         let config: P::Config = parse_config(config_json)?;
+        let purpose = host
+            .request(RStr::from(""), RStr::from(PURPOSE_METHOD), RStr::from(""))
+            .into_result()
+            .map_or(Purpose::Run, |name| Purpose::from_name(name.as_str()));
+        let config = if purpose == Purpose::Check {
+            let checked = tracing::dispatcher::with_default(&dispatch, || P::check(config));
+            match checked {
+                Some(Ok(())) => {
+                    return Ok(Instance {
+                        core: None,
+                        dispatch,
+                        poisoned: AtomicBool::new(false),
+                        id,
+                        checked_only: true,
+                    });
+                }
+                Some(Err(e)) => return Err(e),
+                // No check of its own: built as for a run (the config was consumed).
+                None => parse_config(config_json)?,
+            }
+        } else {
+            config
+        };
         let thread_dispatch = dispatch.clone();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(P::WORKER_THREADS.max(1))
@@ -145,6 +171,7 @@ impl<P: Plugin> Instance<P> {
         let ctx = Context {
             instance_id: id.clone(),
             host: Host { inner: host },
+            purpose,
         };
         let plugin = tracing::dispatcher::with_default(&dispatch, || {
             block_on(&runtime, P::new(config, ctx))
@@ -154,6 +181,7 @@ impl<P: Plugin> Instance<P> {
             dispatch,
             poisoned: AtomicBool::new(false),
             id,
+            checked_only: false,
         })
     }
 
@@ -162,6 +190,12 @@ impl<P: Plugin> Instance<P> {
         if self.poisoned.load(Ordering::Acquire) {
             return Err(PluginError::fatal(format!(
                 "instance `{}` is disabled after an earlier panic",
+                self.id
+            )));
+        }
+        if self.checked_only {
+            return Err(PluginError::fatal(format!(
+                "instance `{}` was built by `logrelay check` and does not run",
                 self.id
             )));
         }
@@ -225,6 +259,9 @@ impl<P: Plugin> PluginObj for Instance<P> {
     }
 
     fn healthcheck(&self) -> RResult<(), PluginError> {
+        if self.checked_only {
+            return RResult::ROk(());
+        }
         match self.core() {
             Ok(core) => self.run("healthcheck", core, core.plugin.healthcheck()),
             Err(e) => RResult::RErr(e),
@@ -241,6 +278,9 @@ impl<P: Plugin> PluginObj for Instance<P> {
     }
 
     fn shutdown(&self) -> RResult<(), PluginError> {
+        if self.checked_only {
+            return RResult::ROk(());
+        }
         match self.core() {
             Ok(core) => self.run("shutdown", core, core.plugin.shutdown()),
             Err(e) => RResult::RErr(e),

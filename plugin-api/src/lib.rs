@@ -98,7 +98,7 @@ pub use constant_time::constant_time_eq;
 pub use duration::{DurationError, parse_duration, parse_optional_duration};
 pub use error_chain::error_chain;
 pub use json_body::{JsonError, from_json_exact, from_json_with_path};
-pub use plugin::{Context, Host, Plugin, parse_config};
+pub use plugin::{Context, Host, PURPOSE_METHOD, Plugin, Purpose, parse_config};
 
 /// Items the export macro expands to; not part of the public API.
 #[doc(hidden)]

@@ -31,6 +31,20 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     /// Worker threads of the instance's own tokio runtime.
     const WORKER_THREADS: usize = 1;
 
+    /// `logrelay check`: validates `config` as [`Plugin::new`] would, without side effects: no
+    /// port bound, no file or directory created, no connection opened. `Some(Ok(()))` when
+    /// `new` would accept it as far as can be told without those, `Some(Err(..))` naming the
+    /// option otherwise.
+    ///
+    /// The default, `None`, says the connector has no check of its own: `logrelay check` then
+    /// builds the instance with `new`, health-checks it and shuts it down, with whatever side
+    /// effects `new` has (so a connector that listens on a port fails the check beside a
+    /// running host). `logrelay check --online` always does that, to test connections too.
+    fn check(config: Self::Config) -> Option<Result<(), PluginError>> {
+        let _ = config;
+        None
+    }
+
     /// Builds an instance. Runs on the instance's own runtime.
     fn new(
         config: Self::Config,
@@ -84,14 +98,59 @@ pub trait Plugin: Sized + Send + Sync + 'static {
     }
 }
 
-/// What an instance gets at construction: its name and the host handle.
+/// Why the host builds an instance (see [`Context::purpose`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Purpose {
+    /// `logrelay run` (and every host that predates purposes): the live pipeline.
+    #[default]
+    Run,
+    /// `logrelay check`: only [`Plugin::check`] is called, unless the connector has none.
+    Check,
+    /// `logrelay replay`, `logrelay sql`: a short-lived instance beside (perhaps) a running host;
+    /// a connector need not start what serves only a live host, such as an HTTP listener.
+    OneShot,
+}
+
+impl Purpose {
+    /// The host's answer to [`PURPOSE_METHOD`].
+    pub fn name(self) -> &'static str {
+        match self {
+            Purpose::Run => "run",
+            Purpose::Check => "check",
+            Purpose::OneShot => "one-shot",
+        }
+    }
+
+    /// The purpose named `name`; an unknown name (a newer host) is taken as `Run`.
+    pub fn from_name(name: &str) -> Purpose {
+        match name {
+            "check" => Purpose::Check,
+            "one-shot" => Purpose::OneShot,
+            _ => Purpose::Run,
+        }
+    }
+}
+
+/// The request a library sends to the host, as `request("", PURPOSE_METHOD, "")`, to learn why
+/// an instance is being built: a convention on the frozen `HostObj::request`, so that neither
+/// side's layout changes. A host that predates it refuses the request, and the instance is then
+/// built for [`Purpose::Run`], as before.
+pub const PURPOSE_METHOD: &str = "logrelay.purpose";
+
+/// What an instance gets at construction: its name, why it is built, and the host handle.
 #[derive(Clone)]
 pub struct Context {
     pub(crate) instance_id: Arc<str>,
     pub(crate) host: Host,
+    pub(crate) purpose: Purpose,
 }
 
 impl Context {
+    /// Why the host builds this instance.
+    pub fn purpose(&self) -> Purpose {
+        self.purpose
+    }
+
     /// The instance name, as chosen in plugins.toml (`[plugins.<name>]`).
     pub fn instance_id(&self) -> &str {
         &self.instance_id

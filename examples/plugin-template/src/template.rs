@@ -60,6 +60,12 @@ impl Plugin for Template {
     /// Answers `request("stats", "")` with what it has written.
     const CAPABILITIES: &'static [&'static str] = &["stats"];
 
+    /// `logrelay check`: the config's values, without opening the file. (Without this the
+    /// check would build the instance, side effects and all.)
+    fn check(config: Config) -> Option<Result<(), PluginError>> {
+        Some(config.validate().map(|_| ()).map_err(PluginError::from))
+    }
+
     async fn new(config: Config, _ctx: Context) -> Result<Self, PluginError> {
         let settings = config.validate()?;
         let file = OpenOptions::new()

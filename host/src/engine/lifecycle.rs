@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use logrelay_plugin_api::Purpose;
 use logrelay_plugin_api::abi::{HandleBatchFlagged, PluginBox};
 use tokio::sync::mpsc;
 
@@ -62,6 +63,8 @@ pub struct EngineOptions {
     pub retry_max: Duration,
     /// Queued batches are handed to a busy instance together, up to this many records.
     pub coalesce_max_records: usize,
+    /// What the instances are built for: `Run`, or `OneShot` for `replay`.
+    pub purpose: Purpose,
 }
 
 /// The settings' defaults (`LOGRELAY_CHANNEL_CAPACITY` and so on).
@@ -73,6 +76,7 @@ impl Default for EngineOptions {
             call_timeout: Duration::from_millis(defaults::CALL_TIMEOUT_MS),
             retry_max: Duration::from_millis(defaults::RETRY_MAX_MS),
             coalesce_max_records: defaults::COALESCE_MAX_RECORDS,
+            purpose: Purpose::Run,
         }
     }
 }
@@ -84,6 +88,7 @@ impl From<&Settings> for EngineOptions {
             call_timeout: s.call_timeout,
             retry_max: s.retry_max,
             coalesce_max_records: s.coalesce_max_records.get(),
+            purpose: Purpose::Run,
         }
     }
 }
@@ -180,7 +185,7 @@ impl Engine {
         config: &PluginsConfig,
         options: EngineOptions,
     ) -> Result<(Arc<Engine>, mpsc::UnboundedReceiver<Completed>), StartupErrors> {
-        let registry = Arc::new(Registry::default());
+        let registry = Arc::new(Registry::new(options.purpose));
         let built = build_all(config.enabled(), &registry)?;
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let engine = Arc::new(Engine {
@@ -385,11 +390,15 @@ impl Engine {
         }
     }
 
-    /// Loads, builds and health-checks every enabled instance, then shuts them down: `logrelay check`.
+    /// Validates every enabled instance, then shuts them down: `logrelay check`.
     pub fn check(
         config: &PluginsConfig,
+        online: bool,
     ) -> Result<Vec<(InstanceSpec, ManifestInfo)>, StartupErrors> {
-        let registry = Arc::new(Registry::default());
+        // Offline, each connector validates its config without side effects (`Plugin::check`);
+        // online, every instance is built and health-checked as for a run.
+        let purpose = if online { Purpose::Run } else { Purpose::Check };
+        let registry = Arc::new(Registry::new(purpose));
         let built = build_all(config.enabled(), &registry)?;
         let mut out = Vec::new();
         for b in built {
@@ -476,7 +485,7 @@ impl Engine {
 /// Builds one instance, calls `request(method, body)` on it and shuts it down: for commands
 /// such as `logrelay sql` that use a connector without running the pipeline. Blocking.
 pub fn request_once(spec: &InstanceSpec, method: &str, body: &str) -> Result<String, String> {
-    let registry = Arc::new(Registry::default());
+    let registry = Arc::new(Registry::new(Purpose::OneShot));
     let mut built = build_all([spec], &registry).map_err(|e| e.to_string())?;
     let Some(b) = built.pop() else {
         return Err(format!("[plugins.{}] could not be started", spec.name));

@@ -149,6 +149,60 @@ fn the_hosts_log_is_json_lines_on_request() {
         .stderr_has(&["LOGRELAY_LOG_FORMAT", "must be `text` or `json`"]);
 }
 
+/// `check` has no side effects and `replay` starts no listener, so both run beside a host that
+/// holds the connectors' ports (here, a listener on the address they are configured with).
+#[test]
+fn check_and_replay_run_beside_a_host_that_holds_the_ports() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = held.local_addr().expect("addr");
+    let logs_dir = dir.path().join("logs").join("not-yet");
+    let files = format!(
+        "[plugins.files]\ntype = \"files\"\nconfig = {{ directory = {logs_dir:?}, http_listen_address = \"{addr}\", http_allow_unauthenticated = true }}\n"
+    );
+    write_plugins(
+        dir.path(),
+        format!(
+            "{files}[plugins.api]\ntype = \"http-api\"\nconfig = {{ store = \"files\", listen = \"{addr}\" }}\n"
+        ),
+    );
+    run(logrelay(dir.path(), &[]).arg("check"))
+        .succeeds()
+        .stdout_has(&["2 instance(s) ready"]);
+    assert!(!logs_dir.exists(), "check created {}", logs_dir.display());
+    // Online, the connectors start as for a run: the held address is refused.
+    run(logrelay(dir.path(), &[]).args(["check", "--online"]))
+        .exits_with(2)
+        .stderr_has(&[&addr.to_string()]);
+    // A value `run` would refuse, `check` refuses too, naming it.
+    write_plugins(
+        dir.path(),
+        files.replace("http_allow_unauthenticated = true", "max_file_bytes = 0"),
+    );
+    run(logrelay(dir.path(), &[]).arg("check"))
+        .exits_with(2)
+        .stderr_has(&["max_file_bytes"]);
+
+    write_plugins(dir.path(), &files);
+    let file = dir.path().join("logs.jsonl");
+    std::fs::write(&file, logs("beside", 7).join("\n")).expect("write");
+    run(logrelay(dir.path(), &[]).arg("replay").arg(&file))
+        .succeeds()
+        .stdout_has(&["replayed 7 record(s)", "7 delivered"]);
+    let written: usize = std::fs::read_dir(&logs_dir)
+        .expect("the files connector wrote")
+        .filter_map(Result::ok)
+        .map(|e| {
+            std::fs::read_to_string(e.path())
+                .unwrap_or_default()
+                .lines()
+                .count()
+        })
+        .sum();
+    assert_eq!(written, 7);
+    drop(held);
+}
+
 #[test]
 fn plugins_lists_the_libraries() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -113,7 +113,7 @@ config = { refuse_to_start = "the database password is wrong" }
 type = "fixture"
 "#,
     );
-    let err = Engine::check(&config).expect_err("start-up must fail");
+    let err = Engine::check(&config, false).expect_err("start-up must fail");
     let text = err.to_string();
     assert_eq!(err.0.len(), 4, "{text}");
     assert!(
@@ -137,7 +137,7 @@ fn a_library_of_another_type_is_refused() {
         "[plugins.x]\ntype = \"console\"\npath = {:?}\n",
         plugin_dir().join("liblogrelay_fixture.so")
     ));
-    let err = Engine::check(&config).expect_err("type mismatch");
+    let err = Engine::check(&config, false).expect_err("type mismatch");
     assert!(
         err.to_string()
             .contains("is a `fixture` connector, not `console`"),

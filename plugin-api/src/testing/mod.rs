@@ -18,7 +18,7 @@ use crate::abi::{
     RecordFlags,
 };
 use crate::export::root_module;
-use crate::plugin::Plugin;
+use crate::plugin::{PURPOSE_METHOD, Plugin, Purpose};
 
 /// One log line a plugin forwarded to the host.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,6 +38,7 @@ type RequestHandler = dyn Fn(&str, &str, &str) -> Result<String, PluginError> + 
 struct TestHost {
     logs: Arc<Mutex<Vec<LogLine>>>,
     requests: Arc<RequestHandler>,
+    purpose: Option<Purpose>,
 }
 
 impl HostObj for TestHost {
@@ -62,6 +63,12 @@ impl HostObj for TestHost {
         method: RStr<'_>,
         body: RStr<'_>,
     ) -> RResult<RString, PluginError> {
+        if let Some(purpose) = self.purpose
+            && instance.is_empty()
+            && method.as_str() == PURPOSE_METHOD
+        {
+            return RResult::ROk(RString::from(purpose.name()));
+        }
         (self.requests)(instance.as_str(), method.as_str(), body.as_str())
             .map(RString::from)
             .into()
@@ -87,12 +94,20 @@ pub struct Harness {
 pub struct HarnessBuilder {
     instance_id: String,
     requests: Arc<RequestHandler>,
+    purpose: Option<Purpose>,
 }
 
 impl HarnessBuilder {
     /// Names the instance (default `test`).
     pub fn instance_id(mut self, id: &str) -> Self {
         self.instance_id = id.to_owned();
+        self
+    }
+
+    /// Builds the instance for `purpose`, as the host says it (default: the host does not say,
+    /// as one that predates purposes, and the instance is built for [`Purpose::Run`]).
+    pub fn purpose(mut self, purpose: Purpose) -> Self {
+        self.purpose = Some(purpose);
         self
     }
 
@@ -117,6 +132,7 @@ impl HarnessBuilder {
         let host = TestHost {
             logs: logs.clone(),
             requests: self.requests,
+            purpose: self.purpose,
         };
         let host: HostBox = HostObj_TO::from_ptr(RArc::new(host), TD_CanDowncast);
         let module = root_module::<P>();
@@ -144,6 +160,7 @@ impl Harness {
                     "the test host has no instance `{instance}` to ask for `{method}`"
                 )))
             }),
+            purpose: None,
         }
     }
 

@@ -48,6 +48,11 @@ impl Plugin for Console {
         "prints logs to the terminal: fields chosen, ordered, coloured and styled";
     const EXAMPLE_CONFIG: &'static str = include_str!("../example-config.toml");
 
+    /// Without opening the output file.
+    fn check(config: Config) -> Option<Result<(), PluginError>> {
+        Some(config.validate().map(|_| ()).map_err(PluginError::from))
+    }
+
     async fn new(config: Config, _ctx: Context) -> Result<Self, PluginError> {
         let settings = config.validate()?;
         let output = Output::open(&settings.target)?;

@@ -285,9 +285,20 @@ pub struct Settings {
 }
 
 impl Config {
-    /// Checks every value, naming the option of the first bad one. Checks that the directory
-    /// exists and is writable.
+    /// Checks every value, naming the option of the first bad one. Makes sure the directory
+    /// exists (creating it with its parents) and takes new files.
     pub fn validate(self) -> Result<Settings, FilesError> {
+        self.settings(true)
+    }
+
+    /// [`Config::validate`] without side effects, for `logrelay check`: a missing directory is
+    /// not created; it, or the nearest existing parent it would be created in, must be a
+    /// directory this process may write to.
+    pub fn check(self) -> Result<(), FilesError> {
+        self.settings(false).map(|_| ())
+    }
+
+    fn settings(self, prepare_directory: bool) -> Result<Settings, FilesError> {
         let invalid = |option: &str, reason: String| FilesError::Invalid {
             option: option.to_owned(),
             reason,
@@ -409,7 +420,11 @@ impl Config {
                 })
             }
         };
-        let directory = check_directory(&self.directory)?;
+        let directory = if prepare_directory {
+            check_directory(&self.directory)?
+        } else {
+            look_at_directory(&self.directory)?
+        };
         Ok(Settings {
             directory,
             file_name,
@@ -425,6 +440,47 @@ impl Config {
             upload,
         })
     }
+}
+
+/// What can be told of the directory without touching it: it (or, when it is missing, the
+/// nearest existing parent it would be created in) is a directory that this process may write
+/// to (`access(2)`, which answers for the real user, as the run will be).
+fn look_at_directory(dir: &std::path::Path) -> Result<PathBuf, FilesError> {
+    let problem = |reason: String| FilesError::Directory {
+        path: dir.to_path_buf(),
+        reason,
+    };
+    let absolute =
+        std::path::absolute(dir).map_err(|e| problem(format!("cannot be reached: {e}")))?;
+    let existing = absolute
+        .ancestors()
+        .find(|p| p.exists())
+        .ok_or_else(|| problem("has no existing parent".to_owned()))?;
+    if !existing.is_dir() {
+        return Err(problem(if existing == absolute {
+            "is not a directory".to_owned()
+        } else {
+            format!(
+                "cannot be created: {} is not a directory",
+                existing.display()
+            )
+        }));
+    }
+    if let Err(e) = rustix::fs::access(
+        existing,
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK,
+    ) {
+        let e = std::io::Error::from(e);
+        return Err(problem(if existing == absolute {
+            format!("is not writable: {e} (give the connector's user the right to)")
+        } else {
+            format!(
+                "does not exist and cannot be created in {}: {e} (create it, or give the connector's user the right to)",
+                existing.display()
+            )
+        }));
+    }
+    Ok(absolute)
 }
 
 /// The directory made absolute, once it is known to exist (created with its parents when it is

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use logrelay_plugin_api::{Context, Plugin, PluginError, Record};
+use logrelay_plugin_api::{Context, Plugin, PluginError, Purpose, Record};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
@@ -146,8 +146,16 @@ impl Plugin for Files {
     /// `status`, `list`, `rotate`, `tick`, `retention` and `flush` through `request`.
     const CAPABILITIES: &'static [&'static str] = &["files"];
 
+    fn check(config: Config) -> Option<Result<(), PluginError>> {
+        Some(config.check().map_err(PluginError::from))
+    }
+
     async fn new(config: Config, ctx: Context) -> Result<Self, PluginError> {
-        let settings = config.validate()?;
+        let mut settings = config.validate()?;
+        if ctx.purpose() == Purpose::OneShot {
+            // `replay` beside a running host, whose instance serves the files.
+            settings.http = None;
+        }
         Ok(Files::start(settings, Arc::new(SystemClock), ctx.instance_id()).await?)
     }
 

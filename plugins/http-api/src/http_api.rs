@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use logrelay_plugin_api::{Context, Plugin, PluginError, Record};
+use logrelay_plugin_api::{Context, Plugin, PluginError, Purpose, Record};
 use serde_json::json;
 use tokio::task::JoinHandle;
 
@@ -20,7 +20,8 @@ pub struct HttpApi {
     store: Store,
     hub: Arc<Hub>,
     address: SocketAddr,
-    server: JoinHandle<()>,
+    /// The server; none in a one-shot instance (`replay`, `sql`), which serves nobody.
+    server: Option<JoinHandle<()>>,
     instance: String,
 }
 
@@ -52,6 +53,11 @@ impl Plugin for HttpApi {
     const CAPABILITIES: &'static [&'static str] = &["status"];
     const WORKER_THREADS: usize = 2;
 
+    /// Without binding the listen address (a running host holds it).
+    fn check(config: Config) -> Option<Result<(), PluginError>> {
+        Some(config.validate().map(|_| ()).map_err(PluginError::from))
+    }
+
     async fn new(config: Config, ctx: Context) -> Result<Self, PluginError> {
         let settings = Arc::new(config.validate()?);
         let instance = ctx.instance_id().to_owned();
@@ -75,6 +81,22 @@ impl Plugin for HttpApi {
                 tracing::warn!(store = %settings.store, error = %why, "The store does not answer yet; requests get 503 until it does.");
             }
         }
+        let hub = Arc::new(Hub::new(
+            settings.stream_buffer_batches,
+            settings.max_stream_clients,
+        ));
+        if ctx.purpose() == Purpose::OneShot {
+            // `replay` beside a running host, whose instance holds the address.
+            tracing::debug!(address = %settings.listen, "A one-shot instance: the HTTP API is not served.");
+            return Ok(HttpApi {
+                address: settings.listen,
+                settings,
+                store,
+                hub,
+                server: None,
+                instance,
+            });
+        }
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|source| HttpApiError::Listen {
@@ -82,22 +104,17 @@ impl Plugin for HttpApi {
                 source,
             })?;
         let address = listener.local_addr().unwrap_or(settings.listen);
-        let hub = Arc::new(Hub::new(
-            settings.stream_buffer_batches,
-            settings.max_stream_clients,
-        ));
-        let state = AppState {
+        let app = router(AppState {
             settings: settings.clone(),
             store: store.clone(),
             hub: hub.clone(),
             openapi: Arc::from(openapi::document(&settings).to_string()),
-        };
-        let app = router(state);
-        let server = tokio::spawn(async move {
+        });
+        let server = Some(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "The HTTP API server stopped.");
             }
-        });
+        }));
         tracing::info!(address = %address, store = %settings.store, authenticated = settings.token.is_some(), "Serving the HTTP API.");
         if settings.token.is_none() {
             tracing::warn!(
@@ -120,7 +137,7 @@ impl Plugin for HttpApi {
     }
 
     async fn healthcheck(&self) -> Result<(), PluginError> {
-        if self.server.is_finished() {
+        if self.server.as_ref().is_some_and(JoinHandle::is_finished) {
             return Err(PluginError::fatal("the HTTP API server has stopped"));
         }
         match self.store.probe().await {
@@ -151,13 +168,17 @@ impl Plugin for HttpApi {
 
     async fn shutdown(&self) -> Result<(), PluginError> {
         // Live-tail connections never end by themselves: stop the server outright.
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
         Ok(())
     }
 }
 
 impl Drop for HttpApi {
     fn drop(&mut self) {
-        self.server.abort();
+        if let Some(server) = &self.server {
+            server.abort();
+        }
     }
 }

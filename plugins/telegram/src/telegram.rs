@@ -32,6 +32,11 @@ impl Plugin for Telegram {
     /// Answers `request("status", "")` with its counters, queue and muted rules.
     const CAPABILITIES: &'static [&'static str] = &["status"];
 
+    /// Without a call to the Bot API (`check --online` makes one).
+    fn check(config: Config) -> Option<Result<(), PluginError>> {
+        Some(config.validate().map(|_| ()).map_err(PluginError::from))
+    }
+
     async fn new(config: Config, ctx: Context) -> Result<Self, PluginError> {
         let settings = config.validate()?;
         let url = url::Url::parse(&settings.api_url).map_err(|e| TelegramError::Invalid {

@@ -204,6 +204,15 @@ impl Plugin for Timescale {
     const CAPABILITIES: &'static [&'static str] = &["store"];
     const WORKER_THREADS: usize = 2;
 
+    /// Without connecting (`check --online` connects and runs the migrations).
+    fn check(config: Config) -> Option<Result<(), PluginError>> {
+        Some(
+            Settings::from_config(config)
+                .map(|_| ())
+                .map_err(PluginError::from),
+        )
+    }
+
     async fn new(config: Config, _ctx: Context) -> Result<Self, PluginError> {
         Ok(Timescale::start(config).await?)
     }
