@@ -13,6 +13,7 @@ pub mod host_api;
 pub mod intake;
 pub mod journal;
 pub mod loader;
+pub mod progress;
 pub mod replay;
 pub mod send;
 pub mod sql;

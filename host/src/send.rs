@@ -1,7 +1,7 @@
 //! `logrelay send`: publish logs to RabbitMQ with publisher confirms.
 
 use std::io::{BufRead, BufReader, Read};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -11,6 +11,7 @@ use lapin::{BasicProperties, Connection, ConnectionProperties, PublisherConfirm}
 
 use crate::app::ConfigProblem;
 use crate::config::Settings;
+use crate::progress::Progress;
 
 /// Options of `logrelay send`.
 #[derive(Debug, clap::Args)]
@@ -58,9 +59,9 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
             args.level
         )
     })?;
-    let logs: Vec<String> = match (&args.file, &args.message) {
-        (Some(path), _) => read_lines(path)?,
-        (None, Some(message)) => vec![
+    let input = match (&args.file, &args.message) {
+        (Some(path), _) => Input::open(path, args.repeat)?,
+        (None, Some(message)) => Input::Text(
             serde_json::json!({
                 "timestamp": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
                 "level": level.name(),
@@ -68,8 +69,9 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
                 "module": args.module,
                 "message": message,
             })
-            .to_string(),
-        ],
+            .to_string()
+            .into_bytes(),
+        ),
         (None, None) => {
             return Err(ConfigProblem(
                 "give a MESSAGE or --file FILE (see logrelay send --help)".to_owned(),
@@ -100,54 +102,70 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
         .await?;
 
     let started = Instant::now();
-    let mut pending: Vec<PublisherConfirm> = Vec::with_capacity(1024);
-    let (mut published, mut confirmed, mut refused) = (0u64, 0u64, 0u64);
+    let mut out = Publisher {
+        channel: &channel,
+        exchange: &exchange,
+        routing_key: &routing_key,
+        message_ids: !args.no_message_id,
+        pending: Vec::with_capacity(1024),
+        published: 0,
+        confirmed: 0,
+        refused: 0,
+    };
     let mut body = String::new();
     let mut in_body = 0usize;
-    let total = logs.len() as u64 * args.repeat;
-    let mut seq = 0u64;
+    let mut total = 0u64;
+    let mut progress = Progress::new(input.len().map(|n| n * args.repeat), "sent");
+    let mut line = String::new();
     for copy in 0..args.repeat {
-        for log in &logs {
-            seq += 1;
+        let mut reader = input.reader()?;
+        loop {
+            line.clear();
+            let read = reader
+                .read_line(&mut line)
+                .with_context(|| format!("cannot read {}", input.name()))?;
+            if read == 0 {
+                break;
+            }
+            let log = line.trim();
+            if log.is_empty() {
+                progress.advance(read as u64, 0, "sent");
+                continue;
+            }
+            total += 1;
+            progress.advance(read as u64, 1, "sent");
             let log = if args.repeat > 1 {
                 with_seq(log, copy)
             } else {
-                log.clone()
+                log.to_owned()
             };
-            if args.per_message > 1 {
-                body.push(if in_body == 0 { '[' } else { ',' });
-                body.push_str(&log);
-                in_body += 1;
-                if in_body < args.per_message && seq < total {
-                    continue;
-                }
-                body.push(']');
-            } else {
-                body = log;
+            if args.per_message == 1 {
+                out.send(log.as_bytes()).await?;
+                continue;
             }
-            in_body = 0;
-            let message_id = (!args.no_message_id).then(|| uuid::Uuid::now_v7().to_string());
-            let confirm = publish(
-                &channel,
-                &exchange,
-                &routing_key,
-                body.as_bytes(),
-                message_id.as_deref(),
-            )
-            .await?;
-            body.clear();
-            published += 1;
-            pending.push(confirm);
-            if pending.len() >= 1000 {
-                let (ok, no) = collect(&mut pending).await?;
-                confirmed += ok;
-                refused += no;
+            body.push(if in_body == 0 { '[' } else { ',' });
+            body.push_str(&log);
+            in_body += 1;
+            if in_body == args.per_message {
+                body.push(']');
+                out.send(body.as_bytes()).await?;
+                body.clear();
+                in_body = 0;
             }
         }
     }
-    let (ok, no) = collect(&mut pending).await?;
-    confirmed += ok;
-    refused += no;
+    if in_body > 0 {
+        body.push(']');
+        out.send(body.as_bytes()).await?;
+    }
+    out.settle().await?;
+    progress.finish();
+    let Publisher {
+        published,
+        confirmed,
+        refused,
+        ..
+    } = out;
     let secs = started.elapsed().as_secs_f64();
     println!(
         "{confirmed} of {published} message(s) confirmed ({total} log(s)) in {secs:.3} s, {:.0} msg/s",
@@ -164,18 +182,111 @@ pub async fn run(settings: &Settings, args: SendArgs) -> anyhow::Result<ExitCode
     })
 }
 
-async fn collect(pending: &mut Vec<PublisherConfirm>) -> anyhow::Result<(u64, u64)> {
-    let (mut ok, mut no) = (0, 0);
-    for confirm in pending.drain(..) {
-        let confirmation = confirm.await?;
-        // Acked and not returned unroutable: a queue has it.
-        if confirmation.is_ack() && confirmation.take_message().is_none() {
-            ok += 1;
-        } else {
-            no += 1;
+/// Publishes with confirms, settling them a thousand at a time.
+struct Publisher<'a> {
+    channel: &'a lapin::Channel,
+    exchange: &'a str,
+    routing_key: &'a str,
+    message_ids: bool,
+    pending: Vec<PublisherConfirm>,
+    published: u64,
+    confirmed: u64,
+    refused: u64,
+}
+
+impl Publisher<'_> {
+    async fn send(&mut self, body: &[u8]) -> anyhow::Result<()> {
+        let message_id = self.message_ids.then(|| uuid::Uuid::now_v7().to_string());
+        let confirm = publish(
+            self.channel,
+            self.exchange,
+            self.routing_key,
+            body,
+            message_id.as_deref(),
+        )
+        .await?;
+        self.published += 1;
+        self.pending.push(confirm);
+        if self.pending.len() >= 1000 {
+            self.settle().await?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every outstanding confirm.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        for confirm in self.pending.drain(..) {
+            let confirmation = confirm.await?;
+            // Acked and not returned unroutable: a queue has it.
+            if confirmation.is_ack() && confirmation.take_message().is_none() {
+                self.confirmed += 1;
+            } else {
+                self.refused += 1;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `send` publishes: read a line at a time, once per `--repeat`.
+enum Input {
+    /// A file, opened again for each repeat.
+    File { path: PathBuf, len: Option<u64> },
+    /// Text held in memory: the one log of `send MESSAGE`, or standard input under
+    /// `--repeat` (it can be read only once).
+    Text(Vec<u8>),
+    /// Standard input, streamed.
+    Stdin,
+}
+
+impl Input {
+    fn open(path: &Path, repeat: u64) -> anyhow::Result<Input> {
+        if path.as_os_str() == "-" {
+            if repeat <= 1 {
+                return Ok(Input::Stdin);
+            }
+            let mut text = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut text)
+                .context("cannot read standard input")?;
+            return Ok(Input::Text(text));
+        }
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let len = file.metadata().ok().map(|m| m.len());
+        Ok(Input::File {
+            path: path.to_path_buf(),
+            len,
+        })
+    }
+
+    fn reader(&self) -> anyhow::Result<Box<dyn BufRead + '_>> {
+        Ok(match self {
+            Input::File { path, .. } => Box::new(BufReader::with_capacity(
+                1 << 16,
+                std::fs::File::open(path)
+                    .with_context(|| format!("cannot open {}", path.display()))?,
+            )),
+            Input::Text(text) => Box::new(text.as_slice()),
+            Input::Stdin => Box::new(std::io::stdin().lock()),
+        })
+    }
+
+    /// Bytes per pass, when known (for the progress bar).
+    fn len(&self) -> Option<u64> {
+        match self {
+            Input::File { len, .. } => *len,
+            Input::Text(text) => Some(text.len() as u64),
+            Input::Stdin => None,
         }
     }
-    Ok((ok, no))
+
+    fn name(&self) -> String {
+        match self {
+            Input::File { path, .. } => path.display().to_string(),
+            Input::Text(_) | Input::Stdin => "standard input".to_owned(),
+        }
+    }
 }
 
 /// Adds `"seq": n` to a JSON object's text (used by --repeat so copies differ).
@@ -185,24 +296,6 @@ fn with_seq(log: &str, n: u64) -> String {
         Some(head) => format!("{head},\"seq\":{n}}}"),
         None => log.to_owned(),
     }
-}
-
-fn read_lines(path: &PathBuf) -> anyhow::Result<Vec<String>> {
-    let reader: Box<dyn Read> = if path.as_os_str() == "-" {
-        Box::new(std::io::stdin())
-    } else {
-        Box::new(
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?,
-        )
-    };
-    let mut out = Vec::new();
-    for line in BufReader::new(reader).lines() {
-        let line = line.with_context(|| format!("cannot read {}", path.display()))?;
-        if !line.trim().is_empty() {
-            out.push(line);
-        }
-    }
-    Ok(out)
 }
 
 /// Publishes one JSON message as logrelay expects it: persistent, `application/json`, and

@@ -262,6 +262,72 @@ fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
     }
 }
 
+/// `send --file` streams its input: grouped by `--per-message`, repeated by `--repeat` (the file
+/// read again each time), from a file or standard input.
+#[tokio::test(flavor = "multi_thread")]
+async fn send_groups_and_repeats_a_file_or_standard_input() {
+    let _broker = broker_shared().await;
+    let queue = unique("sendfile");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    let file = dir.path().join("logs.jsonl");
+    std::fs::write(&file, format!("{}\n\n", logs("s", 5).join("\n"))).expect("write");
+    let send = |extra: &[&str], stdin: Stdio| {
+        let mut cmd = logrelay(dir.path(), &[]);
+        cmd.args(["send", "--routing-key", &queue, "--exchange", ""])
+            .args(extra)
+            .stdin(stdin);
+        run(&mut cmd)
+    };
+    send(
+        &[
+            "--file",
+            &file.display().to_string(),
+            "--repeat",
+            "3",
+            "--per-message",
+            "4",
+        ],
+        Stdio::null(),
+    )
+    .succeeds()
+    .stdout_has(&["4 of 4 message(s) confirmed (15 log(s))"]);
+    let stdin = std::fs::File::open(&file).expect("open");
+    send(&["--file", "-", "--repeat", "2"], Stdio::from(stdin))
+        .succeeds()
+        .stdout_has(&["10 of 10 message(s) confirmed (10 log(s))"]);
+
+    // What the queue holds: 4 arrays (4, 4, 4, 3 logs), then 10 single logs; every copy has
+    // its own `seq`.
+    let mut sizes = Vec::new();
+    let mut seqs = std::collections::BTreeMap::new();
+    for _ in 0..14 {
+        let got = ch
+            .basic_get(
+                queue.as_str().into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .expect("basic.get")
+            .expect("a message");
+        let body: serde_json::Value = serde_json::from_slice(&got.delivery.data).expect("JSON");
+        let logs = match body {
+            serde_json::Value::Array(items) => items,
+            one => vec![one],
+        };
+        sizes.push(logs.len());
+        for log in logs {
+            *seqs.entry(log["seq"].as_u64().unwrap_or(99)).or_insert(0) += 1;
+        }
+    }
+    assert_eq!(sizes[..4], [4, 4, 4, 3]);
+    assert!(sizes[4..].iter().all(|n| *n == 1), "{sizes:?}");
+    assert_eq!(seqs, [(0, 10), (1, 10), (2, 5)].into_iter().collect());
+    assert_eq!(ready(&ch, &queue).await, 0);
+    delete(&ch, &queue).await;
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn send_then_kill_9_mid_stream_and_restart_delivers_every_record() {
     let _broker = broker_shared().await;
