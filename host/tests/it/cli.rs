@@ -535,6 +535,24 @@ async fn metrics_move_and_health_follows_the_instance() {
         "{body}"
     );
     assert_eq!(metric(&body, "logrelay_messages_received_total "), Some(40));
+    // The alert rules and the Grafana dashboard in deploy/ name only metrics the host exposes.
+    let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+    for file in ["prometheus/alerts.yml", "grafana/dashboards/logrelay.json"] {
+        let text = std::fs::read_to_string(deploy.join(file)).expect("deploy file");
+        let mut named = 0;
+        for (at, _) in text.match_indices("logrelay_") {
+            let name: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_lowercase() || *c == '_')
+                .collect();
+            named += 1;
+            assert!(
+                body.contains(&format!("\n{name}")),
+                "{file} names {name}, which /metrics does not expose:\n{body}"
+            );
+        }
+        assert!(named >= 5, "{file} names only {named} metrics");
+    }
 
     std::fs::write(&flag, "").expect("flag");
     assert!(
