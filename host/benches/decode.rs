@@ -8,7 +8,7 @@
 use std::hint::black_box;
 use std::time::Instant;
 
-use logrelay::decode::{DecodeContext, decode};
+use logrelay::decode::{DecodeContext, DecodeOptions, decode};
 use logrelay::fingerprint::Fingerprint;
 
 /// One line of each of a few common shapes (pino, Python logging, logrus, zap, slog, bunyan).
@@ -33,6 +33,7 @@ fn ctx() -> DecodeContext<'static> {
         default_project: "default",
         default_module: "default",
         max_bytes: 16 * 1024 * 1024,
+        options: DecodeOptions::builtin(),
     }
 }
 

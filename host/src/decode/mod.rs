@@ -120,8 +120,10 @@ mod fields;
 mod framing;
 mod id;
 mod scan;
+mod shapes;
 #[cfg(test)]
 mod tests;
+mod text;
 mod time;
 
 use std::ops::Range;
@@ -130,6 +132,7 @@ use logrelay_plugin_api::{Record, RecordFlags};
 
 use self::fields::RoutingKeySegments;
 use self::scan::Scratch;
+pub use self::shapes::{DecodeOptions, Field, TextIntake, UserAlias, parse_user_aliases};
 use crate::fingerprint::Fingerprint;
 
 /// Where a message came from, and the limits it is decoded under.
@@ -158,6 +161,9 @@ pub struct DecodeContext<'a> {
     pub default_module: &'a str,
     /// The largest body accepted, in bytes (`LOGRELAY_MAX_MESSAGE_BYTES`).
     pub max_bytes: usize,
+    /// The names of the known fields and the text intake mode (`LOGRELAY_FIELD_ALIASES`,
+    /// `LOGRELAY_TEXT_INTAKE`); [`DecodeOptions::builtin`] without settings.
+    pub options: &'a DecodeOptions,
 }
 
 /// A part of a message that could not be decoded, and why.
