@@ -7,3 +7,4 @@ mod dispatch;
 mod hostile;
 mod intake;
 mod loading;
+mod shapes;
