@@ -418,6 +418,18 @@ mod tests {
     }
 
     #[test]
+    fn docs_shapes_names_every_builtin_name() {
+        let docs = include_str!("../../../docs/SHAPES.md");
+        for b in BUILTIN {
+            assert!(
+                docs.contains(&format!("`{}`", b.name)),
+                "docs/SHAPES.md does not name `{}`",
+                b.name
+            );
+        }
+    }
+
+    #[test]
     fn user_aliases_go_first_and_may_move_a_name() {
         let user = parse_user_aliases(" message = body , x.y.z ; project=name ").unwrap();
         let o = DecodeOptions::new(&user, TextIntake::Off);
