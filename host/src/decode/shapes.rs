@@ -281,9 +281,9 @@ pub fn parse_user_aliases(text: &str) -> Result<Vec<UserAlias>, String> {
 #[derive(Clone)]
 pub struct DecodeOptions {
     map: HashMap<Box<str>, KeyInfo, BuildHasherDefault<KeyHasher>>,
-    /// Bit `n` is set when a key of the map is `n` bytes long (bit 63: 63 bytes or more): most
-    /// attribute keys are rejected without hashing.
-    lengths: u64,
+    /// For each length (63: 63 bytes or more), a bit per first byte of a key of the map of that
+    /// length: most attribute keys are rejected without hashing.
+    filter: Box<[[u64; 4]; 64]>,
     /// How many dots the most deeply dotted name has: how deep objects are searched.
     max_dots: usize,
     /// Per field, its names by priority, for the error of a missing message.
@@ -347,9 +347,13 @@ impl DecodeOptions {
                 }
             }
         }
-        let lengths = map
-            .keys()
-            .fold(0u64, |mask, k| mask | 1u64 << k.len().min(63));
+        let mut filter = Box::new([[0u64; 4]; 64]);
+        for key in map.keys() {
+            let (row, bit) = filter_bit(key);
+            if let Some(word) = filter.get_mut(row).and_then(|r| r.get_mut(bit / 64)) {
+                *word |= 1u64 << (bit % 64);
+            }
+        }
         let max_dots = map
             .keys()
             .map(|k| k.matches('.').count())
@@ -357,7 +361,7 @@ impl DecodeOptions {
             .unwrap_or(0);
         DecodeOptions {
             map,
-            lengths,
+            filter,
             max_dots,
             looked_for: names.map(|list| list.join(", ")),
             user: user.to_vec(),
@@ -368,7 +372,9 @@ impl DecodeOptions {
     /// What a key is to the decoder; `None` for an attribute.
     #[inline]
     pub(super) fn key(&self, key: &str) -> Option<KeyInfo> {
-        if self.lengths & (1u64 << key.len().min(63)) == 0 {
+        let (row, bit) = filter_bit(key);
+        let word = self.filter.get(row).and_then(|r| r.get(bit / 64))?;
+        if word & (1u64 << (bit % 64)) == 0 {
             return None;
         }
         self.map.get(key).copied()
@@ -390,6 +396,13 @@ impl DecodeOptions {
     pub fn user_aliases(&self) -> &[UserAlias] {
         &self.user
     }
+}
+
+/// The row (length) and bit (first byte) of a key in [`DecodeOptions`]'s filter.
+#[inline]
+fn filter_bit(key: &str) -> (usize, usize) {
+    let first = key.as_bytes().first().copied().unwrap_or(0);
+    (key.len().min(63), usize::from(first))
 }
 
 #[cfg(test)]
