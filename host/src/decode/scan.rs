@@ -132,8 +132,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
                     attrs: &mut *attrs,
                     out_of_order: &mut *out_of_order,
                 };
-                sorter.members(options, &entry.key, value, entry.pos, 1);
-                attrs.push(entry);
+                sorter.container(options, entry);
                 continue;
             }
             let mut sorter = Sorter {
@@ -202,6 +201,7 @@ struct Sorter<'s, 'de> {
 impl<'de> Sorter<'_, 'de> {
     /// Puts a field named by `alias` in its slot unless a better name holds it; what it displaces
     /// or what loses goes to the attributes, unless they hold it already (`in_attrs`).
+    #[inline(always)]
     fn place(&mut self, alias: Alias, entry: Entry<'de>, in_attrs: bool) {
         let in_attrs = if alias.rule == Rule::Template && !in_attrs {
             // A template is kept as sent, rendered or not.
@@ -210,13 +210,23 @@ impl<'de> Sorter<'_, 'de> {
         } else {
             in_attrs
         };
+        let slot = self.slots.get_mut(alias.field);
+        if slot.is_none() {
+            // The common case: the first name of the field.
+            *slot = Some(Slot {
+                rank: alias.rank,
+                rule: alias.rule,
+                entry,
+                in_attrs,
+            });
+            return;
+        }
         let new = Slot {
             rank: alias.rank,
             rule: alias.rule,
             entry,
             in_attrs,
         };
-        let slot = self.slots.get_mut(alias.field);
         match slot {
             None => *slot = Some(new),
             // The same key again: the last occurrence wins.
@@ -241,6 +251,14 @@ impl<'de> Sorter<'_, 'de> {
                 }
             }
         }
+    }
+
+    /// Searches the object of a container for dotted names, then keeps it as an attribute.
+    #[cold]
+    #[inline(never)]
+    fn container(&mut self, options: &DecodeOptions, entry: Entry<'de>) {
+        self.members(options, &entry.key, entry.value, entry.pos, 1);
+        self.attrs.push(entry);
     }
 
     /// Looks for dotted names among the members of the object `value` held under `prefix`

@@ -2,13 +2,12 @@
 //! here and shown as a table in `docs/SHAPES.md`), how a shape's value is read beyond the field's
 //! type rules, and the options the decoder runs with (the user's extra aliases, text intake).
 //!
-//! The table is turned once, at start-up, into a hash map (with the user's aliases ahead of the
-//! built-in ones), so that finding a key's field costs one short hash per key and nothing is
-//! allocated per record.
+//! The table is turned once, at start-up, into a lookup table (with the user's aliases ahead of
+//! the built-in ones) bucketed by a few bytes of each key, so that finding a key's field costs a
+//! few byte reads and at most a comparison or two, and nothing is allocated per record.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
 
 /// The known fields of a record.
@@ -171,28 +170,84 @@ pub(super) struct KeyInfo {
     pub(super) container: bool,
 }
 
-/// FxHash: keys are short and not chosen by an attacker who gains anything from collisions
-/// (the table is fixed at start-up; a collision only costs a comparison).
-#[derive(Default, Clone, Copy)]
-pub(super) struct KeyHasher(u64);
+/// The names of the known fields and their prefixes, in buckets by a few of their bytes: finding
+/// a key costs a few byte reads and, when its bucket is not empty (most attribute keys fall in
+/// an empty one), a comparison or two.
+#[derive(Clone)]
+struct KeyTable {
+    /// Bucket `b` holds `entries[starts[b]..starts[b + 1]]`.
+    starts: Box<[u32]>,
+    entries: Box<[(Box<str>, KeyInfo)]>,
+}
 
-impl Hasher for KeyHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for chunk in &mut chunks {
-            let mut word = [0u8; 8];
-            word.copy_from_slice(chunk);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+/// Buckets of [`KeyTable`] (a power of two).
+const BUCKETS: usize = 1024;
+
+/// The bucket of a key: from its length and its first, middle and last bytes.
+#[inline]
+fn bucket(key: &str) -> usize {
+    let bytes = key.as_bytes();
+    let byte = |i: usize| usize::from(bytes.get(i).copied().unwrap_or(0));
+    let len = bytes.len();
+    let mixed = len.wrapping_mul(0x9E)
+        ^ byte(0).wrapping_mul(0x3B)
+        ^ byte(len / 2).wrapping_mul(0x1F)
+        ^ byte(len.wrapping_sub(1)).wrapping_mul(0x65);
+    (mixed ^ (mixed >> 10)) & (BUCKETS - 1)
+}
+
+impl KeyTable {
+    fn new(map: HashMap<Box<str>, KeyInfo>) -> KeyTable {
+        let mut entries: Vec<(usize, Box<str>, KeyInfo)> =
+            map.into_iter().map(|(k, v)| (bucket(&k), k, v)).collect();
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut starts = vec![0u32; BUCKETS + 1];
+        for (b, _, _) in &entries {
+            if let Some(n) = starts.get_mut(b + 1) {
+                *n += 1;
+            }
         }
-        for &byte in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(byte)).wrapping_mul(K);
+        for i in 1..starts.len() {
+            let before = starts.get(i - 1).copied().unwrap_or(0);
+            if let Some(n) = starts.get_mut(i) {
+                *n += before;
+            }
+        }
+        KeyTable {
+            starts: starts.into_boxed_slice(),
+            entries: entries.into_iter().map(|(_, k, v)| (k, v)).collect(),
         }
     }
 
-    fn finish(&self) -> u64 {
-        self.0
+    #[inline]
+    fn get(&self, key: &str) -> Option<KeyInfo> {
+        let b = bucket(key);
+        let start = *self.starts.get(b)? as usize;
+        let end = *self.starts.get(b + 1)? as usize;
+        self.entries
+            .get(start..end)?
+            .iter()
+            .find(|(k, _)| same(k.as_bytes(), key.as_bytes()))
+            .map(|(_, info)| *info)
     }
+}
+
+/// Byte equality, without a call to `memcmp` for the short keys of logs.
+#[inline(always)]
+fn same(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    if a.len() <= 16 {
+        let mut x = [0u8; 16];
+        let mut y = [0u8; 16];
+        if let (Some(x), Some(y)) = (x.get_mut(..a.len()), y.get_mut(..b.len())) {
+            x.copy_from_slice(a);
+            y.copy_from_slice(b);
+        }
+        return u128::from_ne_bytes(x) == u128::from_ne_bytes(y);
+    }
+    a == b
 }
 
 /// Whether plain-text lines are records.
@@ -280,10 +335,7 @@ pub fn parse_user_aliases(text: &str) -> Result<Vec<UserAlias>, String> {
 /// What the decoder runs with, worked out once at start-up from the settings.
 #[derive(Clone)]
 pub struct DecodeOptions {
-    map: HashMap<Box<str>, KeyInfo, BuildHasherDefault<KeyHasher>>,
-    /// For each length (63: 63 bytes or more), a bit per first byte of a key of the map of that
-    /// length: most attribute keys are rejected without hashing.
-    filter: Box<[[u64; 4]; 64]>,
+    table: KeyTable,
     /// How many dots the most deeply dotted name has: how deep objects are searched.
     max_dots: usize,
     /// Per field, its names by priority, for the error of a missing message.
@@ -320,7 +372,7 @@ impl DecodeOptions {
     /// The built-in names with the user's ahead of them (a user's name that is also a built-in
     /// name of another field moves to the user's field), and the text intake mode.
     pub fn new(user: &[UserAlias], text_intake: TextIntake) -> DecodeOptions {
-        let mut map: HashMap<Box<str>, KeyInfo, BuildHasherDefault<KeyHasher>> = HashMap::default();
+        let mut map: HashMap<Box<str>, KeyInfo> = HashMap::new();
         let mut ranks = [0u8; 6];
         let mut names: [Vec<&str>; 6] = Default::default();
         let user_entries = user.iter().map(|a| (a.name.as_str(), a.field, Rule::Plain));
@@ -347,21 +399,13 @@ impl DecodeOptions {
                 }
             }
         }
-        let mut filter = Box::new([[0u64; 4]; 64]);
-        for key in map.keys() {
-            let (row, bit) = filter_bit(key);
-            if let Some(word) = filter.get_mut(row).and_then(|r| r.get_mut(bit / 64)) {
-                *word |= 1u64 << (bit % 64);
-            }
-        }
         let max_dots = map
             .keys()
             .map(|k| k.matches('.').count())
             .max()
             .unwrap_or(0);
         DecodeOptions {
-            map,
-            filter,
+            table: KeyTable::new(map),
             max_dots,
             looked_for: names.map(|list| list.join(", ")),
             user: user.to_vec(),
@@ -372,12 +416,7 @@ impl DecodeOptions {
     /// What a key is to the decoder; `None` for an attribute.
     #[inline]
     pub(super) fn key(&self, key: &str) -> Option<KeyInfo> {
-        let (row, bit) = filter_bit(key);
-        let word = self.filter.get(row).and_then(|r| r.get(bit / 64))?;
-        if word & (1u64 << (bit % 64)) == 0 {
-            return None;
-        }
-        self.map.get(key).copied()
+        self.table.get(key)
     }
 
     /// How deep objects are searched for dotted names.
@@ -396,13 +435,6 @@ impl DecodeOptions {
     pub fn user_aliases(&self) -> &[UserAlias] {
         &self.user
     }
-}
-
-/// The row (length) and bit (first byte) of a key in [`DecodeOptions`]'s filter.
-#[inline]
-fn filter_bit(key: &str) -> (usize, usize) {
-    let first = key.as_bytes().first().copied().unwrap_or(0);
-    (key.len().min(63), usize::from(first))
 }
 
 #[cfg(test)]
