@@ -200,7 +200,7 @@ impl KeyTable {
     fn new(map: HashMap<Box<str>, KeyInfo>) -> KeyTable {
         let mut entries: Vec<(usize, Box<str>, KeyInfo)> =
             map.into_iter().map(|(k, v)| (bucket(&k), k, v)).collect();
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        entries.sort_by_key(|e| e.0);
         let mut starts = vec![0u32; BUCKETS + 1];
         for (b, _, _) in &entries {
             if let Some(n) = starts.get_mut(b + 1) {
