@@ -98,59 +98,118 @@ const fn b(name: &'static str, field: Field, rule: Rule) -> Builtin {
     Builtin { name, field, rule }
 }
 
-/// The built-in names of each field, by priority within the field (the first is used when an
-/// object has several). `docs/SHAPES.md` shows which logger writes which; a test keeps the two
-/// in step.
-pub(super) const BUILTIN: &[Builtin] = {
-    use Field::*;
-    use Rule::*;
-    &[
-        b("timestamp", Timestamp, Plain),
-        b("ts", Timestamp, Plain),
-        b("time", Timestamp, Plain),
-        b("@timestamp", Timestamp, Plain),
-        b("datetime", Timestamp, Plain),
-        b("created", Timestamp, Plain),
-        b("asctime", Timestamp, Plain),
-        b("@t", Timestamp, Plain),
-        b("_SOURCE_REALTIME_TIMESTAMP", Timestamp, Plain),
-        b("__REALTIME_TIMESTAMP", Timestamp, Plain),
-        b("level", Level, Plain),
-        b("levelname", Level, Plain),
-        b("severity", Level, Plain),
-        b("lvl", Level, Plain),
-        b("log_level", Level, Plain),
-        b("loglevel", Level, Plain),
-        b("log.level", Level, Plain),
-        b("@l", Level, Plain),
-        b("PRIORITY", Level, Syslog),
-        b("project", Project, Plain),
-        b("service", Project, Plain),
-        b("app", Project, Plain),
-        b("application", Project, Plain),
-        b("service.name", Project, Plain),
-        b("module", Module, Plain),
-        b("logger", Module, Plain),
-        b("name", Module, Plain),
-        b("logger_name", Module, Plain),
-        b("component", Module, Plain),
-        b("log.logger", Module, Plain),
-        b("SourceContext", Module, Plain),
-        b("SYSLOG_IDENTIFIER", Module, Plain),
-        b("target", Module, Plain),
-        b("message", Message, Plain),
-        b("msg", Message, Plain),
-        b("text", Message, Plain),
-        b("@m", Message, Plain),
-        b("event", Message, Plain),
-        b("fields.message", Message, Plain),
-        b("short_message", Message, Gelf),
-        b("MESSAGE", Message, Plain),
-        b("log", Message, TrimLineBreak),
-        b("@mt", Message, Template),
-        b("id", Id, Plain),
-    ]
-};
+/// Defines [`BUILTIN`] and its compiled lookup [`builtin_alias`] from one list.
+macro_rules! builtin_names {
+    ($( $name:literal => $field:ident, $rule:ident; )*) => {
+        /// The built-in names of each field, by priority within the field (the first is used
+        /// when an object has several). `docs/SHAPES.md` shows which logger writes which; a
+        /// test keeps the two in step.
+        pub(super) const BUILTIN: &[Builtin] = &[ $( b($name, Field::$field, Rule::$rule), )* ];
+
+        /// The alias of a built-in name, by a `match` the compiler turns into a length switch
+        /// and inline compares (used when no user alias is configured).
+        #[inline]
+        fn builtin_alias(key: &str) -> Option<Alias> {
+            match key {
+                $( $name => Some(const { alias_of($name) }), )*
+                _ => None,
+            }
+        }
+    };
+}
+
+builtin_names! {
+    "timestamp" => Timestamp, Plain;
+    "ts" => Timestamp, Plain;
+    "time" => Timestamp, Plain;
+    "@timestamp" => Timestamp, Plain;
+    "datetime" => Timestamp, Plain;
+    "created" => Timestamp, Plain;
+    "asctime" => Timestamp, Plain;
+    "@t" => Timestamp, Plain;
+    "_SOURCE_REALTIME_TIMESTAMP" => Timestamp, Plain;
+    "__REALTIME_TIMESTAMP" => Timestamp, Plain;
+    "level" => Level, Plain;
+    "levelname" => Level, Plain;
+    "severity" => Level, Plain;
+    "lvl" => Level, Plain;
+    "log_level" => Level, Plain;
+    "loglevel" => Level, Plain;
+    "log.level" => Level, Plain;
+    "@l" => Level, Plain;
+    "PRIORITY" => Level, Syslog;
+    "project" => Project, Plain;
+    "service" => Project, Plain;
+    "app" => Project, Plain;
+    "application" => Project, Plain;
+    "service.name" => Project, Plain;
+    "module" => Module, Plain;
+    "logger" => Module, Plain;
+    "name" => Module, Plain;
+    "logger_name" => Module, Plain;
+    "component" => Module, Plain;
+    "log.logger" => Module, Plain;
+    "SourceContext" => Module, Plain;
+    "SYSLOG_IDENTIFIER" => Module, Plain;
+    "target" => Module, Plain;
+    "message" => Message, Plain;
+    "msg" => Message, Plain;
+    "text" => Message, Plain;
+    "@m" => Message, Plain;
+    "event" => Message, Plain;
+    "fields.message" => Message, Plain;
+    "short_message" => Message, Gelf;
+    "MESSAGE" => Message, Plain;
+    "log" => Message, TrimLineBreak;
+    "@mt" => Message, Template;
+    "id" => Id, Plain;
+}
+
+/// The prefixes of the dotted built-in names (a test checks them against [`BUILTIN`]).
+#[inline]
+fn builtin_container(key: &str) -> bool {
+    matches!(key, "log" | "service" | "fields")
+}
+
+/// The alias of a built-in name: its field, its rank among the names of that field, its rule.
+const fn alias_of(name: &str) -> Alias {
+    let mut i = 0;
+    let mut rank = 0u8;
+    while i < BUILTIN.len() {
+        let entry = &BUILTIN[i];
+        if same_const(entry.name, name) {
+            let mut j = 0;
+            while j < i {
+                if BUILTIN[j].field as u8 == entry.field as u8 {
+                    rank += 1;
+                }
+                j += 1;
+            }
+            return Alias {
+                field: entry.field,
+                rank,
+                rule: entry.rule,
+            };
+        }
+        i += 1;
+    }
+    panic!("not a built-in name")
+}
+
+const fn same_const(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let mut i = 0;
+    while i < a.len() {
+        if a[i] != b[i] {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 /// A name of a known field, with its priority (0 first) and how its value is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,7 +475,12 @@ impl DecodeOptions {
     /// What a key is to the decoder; `None` for an attribute.
     #[inline]
     pub(super) fn key(&self, key: &str) -> Option<KeyInfo> {
-        self.table.get(key)
+        if !self.user.is_empty() {
+            return self.table.get(key);
+        }
+        let alias = builtin_alias(key);
+        let container = builtin_container(key);
+        (alias.is_some() || container).then_some(KeyInfo { alias, container })
     }
 
     /// How deep objects are searched for dotted names.
@@ -460,6 +524,18 @@ mod tests {
             o.looked_for(Field::Message),
             "message, msg, text, @m, event, fields.message, short_message, MESSAGE, log, @mt"
         );
+    }
+
+    #[test]
+    fn the_compiled_lookup_agrees_with_the_table() {
+        let o = DecodeOptions::builtin();
+        let mut keys: Vec<&str> = o.table.entries.iter().map(|(k, _)| &**k).collect();
+        keys.extend(["", "nope", "Level", "log.nope", "fields.x", "services"]);
+        for key in keys {
+            assert_eq!(o.key(key), o.table.get(key), "{key:?}");
+        }
+        let containers = o.table.entries.iter().filter(|(_, i)| i.container).count();
+        assert_eq!(containers, 3, "builtin_container lists every prefix");
     }
 
     #[test]
