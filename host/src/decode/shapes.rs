@@ -2,9 +2,10 @@
 //! here and shown as a table in `docs/SHAPES.md`), how a shape's value is read beyond the field's
 //! type rules, and the options the decoder runs with (the user's extra aliases, text intake).
 //!
-//! The table is turned once, at start-up, into a lookup table (with the user's aliases ahead of
-//! the built-in ones) bucketed by a few bytes of each key, so that finding a key's field costs a
-//! few byte reads and at most a comparison or two, and nothing is allocated per record.
+//! One macro makes both the table ([`BUILTIN`]) and a compiled `match` over its names, used when
+//! no user alias is configured. With `LOGRELAY_FIELD_ALIASES`, the table and the user's names
+//! are turned once, at start-up, into a lookup table bucketed by a few bytes of each key (the
+//! user's ahead of the built-in ones). Either way nothing is allocated per record.
 
 use std::collections::HashMap;
 use std::fmt;
