@@ -26,6 +26,11 @@ use logrelay::decode::{DecodeContext, Decoded, decode};
 use serde::de::{Deserializer as _, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
+static LINES: std::sync::LazyLock<logrelay::decode::DecodeOptions> =
+    std::sync::LazyLock::new(|| {
+        logrelay::decode::DecodeOptions::new(&[], logrelay::decode::TextIntake::Lines)
+    });
+
 fuzz_target!(|data: &[u8]| {
     let (flags, rest) = data.split_first().map_or((0, data), |(f, r)| (*f, r));
     let (key_len, rest) = rest
@@ -50,6 +55,11 @@ fuzz_target!(|data: &[u8]| {
         default_project: "default-project",
         default_module: "default-module",
         max_bytes,
+        options: if flags & 8 != 0 {
+            &LINES
+        } else {
+            logrelay::decode::DecodeOptions::builtin()
+        },
     };
     let decoded = decode(body, &ctx);
     check(body, &ctx, &decoded);

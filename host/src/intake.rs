@@ -616,6 +616,7 @@ async fn on_delivery(
         default_project: &settings.default_project,
         default_module: &settings.default_module,
         max_bytes: settings.max_message_bytes,
+        options: &settings.decode,
     };
     let decoded = decode(&delivery.data, &ctx);
     if !decoded.bad.is_empty() {

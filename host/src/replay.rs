@@ -72,6 +72,7 @@ pub async fn run(settings: Arc<Settings>, env: &Env, file: &Path) -> anyhow::Res
             default_project: &settings.default_project,
             default_module: &settings.default_module,
             max_bytes: settings.max_message_bytes,
+            options: &settings.decode,
         };
         let decoded = decode(&line, &ctx);
         for bad in &decoded.bad {

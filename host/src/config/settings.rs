@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::decode::{DecodeOptions, TextIntake, UserAlias, parse_user_aliases};
+
 /// Which settings file [`Env::load`] reads.
 #[derive(Debug, Clone, Copy)]
 pub enum EnvFile<'a> {
@@ -198,6 +200,9 @@ pub struct Settings {
     /// `LOGRELAY_CRASH_LIMIT`: a message handed on alone that many times without the host
     /// surviving it is dead-lettered.
     pub crash_limit: u32,
+    /// `LOGRELAY_FIELD_ALIASES` (extra names of the known fields) and `LOGRELAY_TEXT_INTAKE`
+    /// (whether plain-text lines are records), worked out once for the decoder.
+    pub decode: DecodeOptions,
 }
 
 /// One invalid value that fell back to its default.
@@ -499,6 +504,19 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(default_state_dir),
             crash_limit: r.number("LOGRELAY_CRASH_LIMIT", defaults::CRASH_LIMIT, 1, 100),
+            decode: {
+                let aliases = r.get("LOGRELAY_FIELD_ALIASES", Aliases(Vec::new()), |s| {
+                    parse_user_aliases(s).map(Aliases)
+                });
+                let text = r.get("LOGRELAY_TEXT_INTAKE", TextIntake::Off, |s| {
+                    match s.to_ascii_lowercase().as_str() {
+                        "off" => Ok(TextIntake::Off),
+                        "lines" => Ok(TextIntake::Lines),
+                        _ => Err("expected off or lines".into()),
+                    }
+                });
+                DecodeOptions::new(&aliases.0, text)
+            },
         };
         r.unknown_names();
         if strict && !r.warnings.is_empty() {
@@ -507,6 +525,22 @@ impl Settings {
             ));
         }
         Ok((settings, r.warnings))
+    }
+}
+
+/// The user's field aliases, shown as the setting's text (the default is none).
+struct Aliases(Vec<UserAlias>);
+
+impl Display for Aliases {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("(none)");
+        }
+        for (i, a) in self.0.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ";" };
+            write!(f, "{sep}{}={}", a.field, a.name)?;
+        }
+        Ok(())
     }
 }
 
@@ -554,6 +588,34 @@ fn default_state_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn field_aliases_and_text_intake() {
+        let env = Env::from_pairs([
+            ("LOGRELAY_FIELD_ALIASES", "message=body;level=sev"),
+            ("LOGRELAY_TEXT_INTAKE", "LINES"),
+        ]);
+        let (s, w) = Settings::from_env(&env, false).expect("settings");
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(s.decode.text_intake, TextIntake::Lines);
+        assert_eq!(s.decode.user_aliases().len(), 2);
+        let env = Env::from_pairs([
+            ("LOGRELAY_FIELD_ALIASES", "msg=body"),
+            ("LOGRELAY_TEXT_INTAKE", "yes"),
+        ]);
+        let (s, w) = Settings::from_env(&env, false).expect("settings");
+        assert_eq!(s.decode.text_intake, TextIntake::Off);
+        assert!(s.decode.user_aliases().is_empty());
+        let w: Vec<String> = w.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            w,
+            [
+                "LOGRELAY_FIELD_ALIASES=\"msg=body\" is invalid (`msg` is not a field; the fields are timestamp, level, project, module, message, id); using the default (none)",
+                "LOGRELAY_TEXT_INTAKE=\"yes\" is invalid (expected off or lines); using the default off",
+            ]
+        );
+        assert!(Settings::from_env(&env, true).is_err());
+    }
 
     #[test]
     fn defaults_without_variables() {

@@ -10,6 +10,7 @@ use serde_json::value::RawValue;
 use super::attributes::attributes;
 use super::id::id_field;
 use super::scan::{Entry, Scratch};
+use super::shapes::{Field, Rule};
 use super::time::timestamp_field;
 use super::{DecodeContext, Decoder};
 
@@ -40,49 +41,6 @@ impl<'a> RoutingKeySegments<'a> {
     }
 }
 
-/// The known fields.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Field {
-    Timestamp,
-    Level,
-    Project,
-    Module,
-    Message,
-    Id,
-}
-
-/// The known field a key names, and the rank of that name (0 for the canonical name).
-pub(super) fn classify(key: &str) -> Option<(Field, u8)> {
-    Some(match key {
-        "timestamp" => (Field::Timestamp, 0),
-        "ts" => (Field::Timestamp, 1),
-        "time" => (Field::Timestamp, 2),
-        "@timestamp" => (Field::Timestamp, 3),
-        "datetime" => (Field::Timestamp, 4),
-        "created" => (Field::Timestamp, 5),
-        "level" => (Field::Level, 0),
-        "levelname" => (Field::Level, 1),
-        "severity" => (Field::Level, 2),
-        "lvl" => (Field::Level, 3),
-        "log_level" => (Field::Level, 4),
-        "loglevel" => (Field::Level, 5),
-        "project" => (Field::Project, 0),
-        "service" => (Field::Project, 1),
-        "app" => (Field::Project, 2),
-        "application" => (Field::Project, 3),
-        "module" => (Field::Module, 0),
-        "logger" => (Field::Module, 1),
-        "name" => (Field::Module, 2),
-        "logger_name" => (Field::Module, 3),
-        "component" => (Field::Module, 4),
-        "message" => (Field::Message, 0),
-        "msg" => (Field::Message, 1),
-        "text" => (Field::Message, 2),
-        "id" => (Field::Id, 0),
-        _ => return None,
-    })
-}
-
 impl Decoder<'_, '_> {
     /// Builds the record of the object in the scratch, with what it does not say itself.
     pub(super) fn build(
@@ -98,10 +56,19 @@ impl Decoder<'_, '_> {
         let mut errors = Errors::default();
         let message = match &slots.message {
             None => {
-                errors.push("no message field (looked for message, msg, text)");
+                errors.push(format_args!(
+                    "no message field (looked for {})",
+                    self.ctx.options.looked_for(Field::Message)
+                ));
                 None
             }
-            Some(slot) => errors.check(string_field(&slot.entry)),
+            Some(slot) => errors
+                .check(string_field(&slot.entry))
+                .map(|text| match slot.rule {
+                    Rule::TrimLineBreak => trim_line_break(text),
+                    Rule::Template => Cow::Owned(render_template(&text, attrs)),
+                    _ => text,
+                }),
         };
         let mut flags = match (&slots.timestamp, self.ctx.amqp_timestamp_ns) {
             (None, None) => RecordFlags::RECEIVE_TIME,
@@ -113,7 +80,15 @@ impl Decoder<'_, '_> {
         };
         let level = match &slots.level {
             None => Some(self.key_segments.level.unwrap_or(Level::INFO)),
-            Some(slot) => errors.check(level_field(&slot.entry)),
+            Some(slot) => {
+                let gelf = slots.message.as_ref().is_some_and(|m| m.rule == Rule::Gelf);
+                let scale = match slot.rule {
+                    Rule::Syslog => Scale::Syslog,
+                    _ if gelf => Scale::Syslog,
+                    _ => Scale::Pino,
+                };
+                errors.check(level_field(&slot.entry, scale))
+            }
         };
         let project = match &slots.project {
             None => Some(Cow::Borrowed(
@@ -191,8 +166,12 @@ pub(super) enum FieldError<'k> {
     TimestampRange { key: &'k str, value: Quoted<'k> },
     #[error("field `{key}` must be a level name or a number, got {got}")]
     LevelType { key: &'k str, got: &'static str },
-    #[error("field `{key}` has an unknown level name: {value}")]
+    #[error(
+        "field `{key}` has an unknown level name: {value} (known: trace, debug, info, warning, error, critical, their usual spellings and slog offsets like ERROR+4; docs/SHAPES.md)"
+    )]
     UnknownLevel { key: &'k str, value: Quoted<'k> },
+    #[error("field `{key}` is not a syslog severity from 0 (emergency) to 7 (debug): {value}")]
+    UnknownSeverity { key: &'k str, value: Quoted<'k> },
     #[error("field `{key}` must be a string or an integer, got {got}")]
     IdType { key: &'k str, got: &'static str },
     #[error("field `{key}` must not be empty")]
@@ -251,25 +230,166 @@ fn string_field<'k, 'de>(entry: &'k Entry<'de>) -> Result<Cow<'de, str>, FieldEr
     }
 }
 
-fn level_field<'k>(entry: &'k Entry<'_>) -> Result<Level, FieldError<'k>> {
+/// The scale a numeric level is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scale {
+    /// pino/bunyan: 10 trace, 20 debug, 30 info, 40 warning, 50 error, 60 critical.
+    Pino,
+    /// syslog (GELF, journald): 0-2 critical, 3 error, 4 warning, 5-6 info, 7 debug.
+    Syslog,
+}
+
+fn level_field<'k>(entry: &'k Entry<'_>, scale: Scale) -> Result<Level, FieldError<'k>> {
     let key = &*entry.key;
     let text = entry.value.get();
+    let numeric = |n: &str| match scale {
+        Scale::Pino => numeric_level(n),
+        Scale::Syslog => syslog_level(n),
+    };
+    let unknown = || match scale {
+        Scale::Pino => FieldError::UnknownLevel {
+            key,
+            value: Quoted(text),
+        },
+        Scale::Syslog => FieldError::UnknownSeverity {
+            key,
+            value: Quoted(text),
+        },
+    };
     match json_str(entry.value) {
-        Some(Ok(name)) => Level::from_name(&name)
-            .or_else(|| numeric_level(&name))
-            .ok_or(FieldError::UnknownLevel {
-                key,
-                value: Quoted(text),
-            }),
+        Some(Ok(name)) => level_name(&name)
+            .or_else(|| numeric(&name))
+            .ok_or_else(unknown),
         Some(Err(())) => Err(FieldError::Unreadable { key }),
-        None if kind(entry.value) == "number" => {
-            numeric_level(text).ok_or(FieldError::LevelType { key, got: "number" })
-        }
+        None if kind(entry.value) == "number" => match scale {
+            Scale::Pino => numeric_level(text).ok_or(FieldError::LevelType { key, got: "number" }),
+            Scale::Syslog => syslog_level(text).ok_or_else(unknown),
+        },
         None => Err(FieldError::LevelType {
             key,
             got: kind(entry.value),
         }),
     }
+}
+
+/// A level name: [`Level::from_name`]'s, the names of a few more loggers, and Go slog's offsets.
+pub(super) fn level_name(name: &str) -> Option<Level> {
+    if let Some(level) = Level::from_name(name) {
+        return Some(level);
+    }
+    let name = name.trim();
+    let mut buf = [0u8; 16];
+    let lower = buf.get_mut(..name.len())?;
+    lower.copy_from_slice(name.as_bytes());
+    lower.make_ascii_lowercase();
+    Some(match &*lower {
+        // zap: DPanic is an error that panics in development, above error.
+        b"dpanic" => Level::CRITICAL,
+        // java.util.logging.
+        b"severe" => Level::ERROR,
+        b"config" => Level::DEBUG,
+        b"finer" => Level::TRACE,
+        // Google Cloud Logging: "no assigned severity", shown as info there.
+        b"default" => Level::INFO,
+        _ => return slog_level(lower),
+    })
+}
+
+/// Go slog's `NAME+N` / `NAME-N` (`ERROR+4`, `DEBUG-4`), on slog's scale (DEBUG -4, INFO 0,
+/// WARN 4, ERROR 8): below -4 trace, below 0 debug, below 4 info, below 8 warning, below 12
+/// error, else critical.
+fn slog_level(lower: &[u8]) -> Option<Level> {
+    let split = lower.iter().position(|b| matches!(b, b'+' | b'-'))?;
+    let (name, offset) = lower.split_at(split);
+    let base: i64 = match name {
+        b"debug" => -4,
+        b"info" => 0,
+        b"warn" => 4,
+        b"error" => 8,
+        _ => return None,
+    };
+    let offset = std::str::from_utf8(offset).ok()?;
+    let digits = offset.get(1..)?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = offset.parse().ok()?;
+    let value = base.checked_add(n)?;
+    Some(match value {
+        ..-4 => Level::TRACE,
+        -4..0 => Level::DEBUG,
+        0..4 => Level::INFO,
+        4..8 => Level::WARNING,
+        8..12 => Level::ERROR,
+        _ => Level::CRITICAL,
+    })
+}
+
+/// A syslog severity, an integer from 0 to 7 (as a number or a string of digits).
+fn syslog_level(text: &str) -> Option<Level> {
+    Some(match text.trim() {
+        "0" | "1" | "2" => Level::CRITICAL,
+        "3" => Level::ERROR,
+        "4" => Level::WARNING,
+        "5" | "6" => Level::INFO,
+        "7" => Level::DEBUG,
+        _ => return None,
+    })
+}
+
+/// Docker's `log` without the line break the container wrote.
+fn trim_line_break(text: Cow<'_, str>) -> Cow<'_, str> {
+    let Some(trimmed) = text.strip_suffix('\n') else {
+        return text;
+    };
+    let trimmed = trimmed.strip_suffix('\r').unwrap_or(trimmed);
+    match text {
+        Cow::Borrowed(s) => Cow::Borrowed(s.get(..trimmed.len()).unwrap_or(s)),
+        Cow::Owned(ref s) => Cow::Owned(s.get(..trimmed.len()).unwrap_or(s).to_owned()),
+    }
+}
+
+/// A Serilog message template rendered with the object's properties: `{Name}`, `{@Name}`,
+/// `{$Name}`, `{Name:format}` and `{Name,width}` become the property's value (a string without
+/// its quotes, anything else as its JSON text; formats and widths are not applied), `{{` and
+/// `}}` are braces, and a hole without a property stays as written.
+fn render_template(template: &str, attrs: &[Entry<'_>]) -> String {
+    let mut out = String::with_capacity(template.len() + 16);
+    let mut rest = template;
+    while let Some(i) = rest.find(['{', '}']) {
+        let (text, tail) = rest.split_at(i);
+        out.push_str(text);
+        if let Some(after) = tail.strip_prefix("{{") {
+            out.push('{');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix("}}") {
+            out.push('}');
+            rest = after;
+        } else if let Some(after) = tail.strip_prefix('{')
+            && let Some(end) = after.find('}')
+        {
+            let hole = after.get(..end).unwrap_or_default();
+            let name = hole.trim_start_matches(['@', '$']);
+            let name = name.split([':', ',']).next().unwrap_or_default();
+            let value = attrs.iter().rev().find(|e| e.key == name).map(|e| e.value);
+            match value.map(|v| (v, json_str(v))) {
+                Some((_, Some(Ok(s)))) => out.push_str(&s),
+                Some((v, _)) => out.push_str(v.get()),
+                None => {
+                    out.push('{');
+                    out.push_str(hole);
+                    out.push('}');
+                }
+            }
+            rest = after.get(end + 1..).unwrap_or_default();
+        } else {
+            // A lone brace.
+            out.push_str(tail.get(..1).unwrap_or_default());
+            rest = tail.get(1..).unwrap_or_default();
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// A level on the pino/bunyan scale, from a number's text.
@@ -415,14 +535,8 @@ mod tests {
 
     #[test]
     fn message_rules() {
-        assert_eq!(
-            whole_bad(r#"{"a":1}"#),
-            "no message field (looked for message, msg, text)"
-        );
-        assert_eq!(
-            whole_bad("{}"),
-            "no message field (looked for message, msg, text)"
-        );
+        assert_eq!(whole_bad(r#"{"a":1}"#), NO_MESSAGE);
+        assert_eq!(whole_bad("{}"), NO_MESSAGE);
         assert_eq!(
             whole_bad(r#"{"message":{"a":1}}"#),
             "field `message` must be a string, got object"
@@ -448,7 +562,7 @@ mod tests {
     fn several_errors_are_joined() {
         assert_eq!(
             whole_bad(r#"{"level":true,"ts":"soon","project":1,"module":null,"id":1.5}"#),
-            "no message field (looked for message, msg, text); \
+            "no message field (looked for message, msg, text, @m, event, fields.message, short_message, MESSAGE, log, @mt); \
              field `ts` is not a valid timestamp: \"soon\"; \
              field `level` must be a level name or a number, got boolean; \
              field `project` must be a string, got number; \
@@ -477,7 +591,9 @@ mod tests {
         for value in ["\"loud\"", "\"\"", "\"infinity\"", "\"NaN\""] {
             assert_eq!(
                 level(value),
-                Err(format!("field `level` has an unknown level name: {value}"))
+                Err(format!(
+                    "field `level` has an unknown level name: {value} (known: trace, debug, info, warning, error, critical, their usual spellings and slog offsets like ERROR+4; docs/SHAPES.md)"
+                ))
             );
         }
     }
@@ -593,6 +709,157 @@ mod tests {
         assert_eq!(
             whole_bad(r#"{"message":"m","logger":{"name":"x"}}"#),
             "field `logger` must be a string, got object"
+        );
+    }
+
+    #[test]
+    fn more_level_names_and_slog_offsets() {
+        let cases = [
+            ("\"dpanic\"", Level::CRITICAL),
+            ("\"SEVERE\"", Level::ERROR),
+            ("\"config\"", Level::DEBUG),
+            ("\"finer\"", Level::TRACE),
+            ("\"DEFAULT\"", Level::INFO),
+            ("\"ERROR+4\"", Level::CRITICAL),
+            ("\"ERROR+3\"", Level::ERROR),
+            ("\"WARN+4\"", Level::ERROR),
+            ("\"INFO+2\"", Level::INFO),
+            ("\"INFO-1\"", Level::DEBUG),
+            ("\"DEBUG-4\"", Level::TRACE),
+            ("\"debug-1\"", Level::TRACE),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(level(value), Ok(expected), "{value}");
+        }
+        for value in [
+            "\"ERROR+\"",
+            "\"ERROR+x\"",
+            "\"LOUD+1\"",
+            "\"ERROR++1\"",
+            "\"ERROR+99999999999999999999\"",
+        ] {
+            assert!(
+                level(value).unwrap_err().contains("unknown level name"),
+                "{value}"
+            );
+        }
+    }
+
+    #[test]
+    fn syslog_severities() {
+        let prio = |v: &str| {
+            let d = decode_str(&format!(r#"{{"MESSAGE":"m","PRIORITY":{v}}}"#));
+            d.records
+                .first()
+                .map(|r| r.level)
+                .ok_or_else(|| d.bad[0].reason.clone())
+        };
+        assert_eq!(prio("\"0\""), Ok(Level::CRITICAL));
+        assert_eq!(prio("\"3\""), Ok(Level::ERROR));
+        assert_eq!(prio("4"), Ok(Level::WARNING));
+        assert_eq!(prio("\"5\""), Ok(Level::INFO));
+        assert_eq!(prio("\"7\""), Ok(Level::DEBUG));
+        assert_eq!(prio("\"err\""), Ok(Level::ERROR));
+        assert_eq!(
+            prio("\"8\""),
+            Err(
+                "field `PRIORITY` is not a syslog severity from 0 (emergency) to 7 (debug): \"8\""
+                    .into()
+            )
+        );
+        assert_eq!(
+            prio("30"),
+            Err(
+                "field `PRIORITY` is not a syslog severity from 0 (emergency) to 7 (debug): 30"
+                    .into()
+            )
+        );
+        // GELF: a numeric `level` beside `short_message` is syslog; elsewhere it is pino's.
+        let r = one(r#"{"short_message":"m","level":3}"#);
+        assert_eq!(r.level, Level::ERROR);
+        assert_eq!(
+            whole_bad(r#"{"short_message":"m","level":30}"#),
+            "field `level` is not a syslog severity from 0 (emergency) to 7 (debug): 30"
+        );
+        assert_eq!(
+            one(r#"{"message":"m","short_message":"s","level":3}"#).level,
+            Level::TRACE
+        );
+    }
+
+    #[test]
+    fn dotted_names_and_members() {
+        // Either form; the object stays an attribute whole.
+        let r =
+            one(r#"{"message":"m","log":{"level":"error","logger":"l"},"service":{"name":"s"}}"#);
+        assert_eq!(
+            (r.level, r.module.as_str(), r.project.as_str()),
+            (Level::ERROR, "l", "s")
+        );
+        assert_eq!(
+            attrs(&r),
+            r#"{"log":{"level":"error","logger":"l"},"service":{"name":"s"}}"#
+        );
+        let r = one(r#"{"message":"m","log.level":"warn","service.name":"s"}"#);
+        assert_eq!((r.level, r.project.as_str()), (Level::WARNING, "s"));
+        assert_eq!(attrs(&r), "{}");
+        // A better name wins over a member; the member is not added again.
+        let r = one(r#"{"log":{"level":"error"},"level":"debug","message":"m"}"#);
+        assert_eq!(r.level, Level::DEBUG);
+        assert_eq!(attrs(&r), r#"{"log":{"level":"error"}}"#);
+        // Both forms of one name: the first stays, a later dotted key is kept as an attribute.
+        let r = one(r#"{"message":"m","log":{"level":"error"},"log.level":"info"}"#);
+        assert_eq!(r.level, Level::ERROR);
+        assert_eq!(attrs(&r), r#"{"log":{"level":"error"},"log.level":"info"}"#);
+        // A member's errors name it by its dotted name.
+        assert_eq!(
+            whole_bad(r#"{"fields":{"message":5}}"#),
+            "field `fields.message` must be a string, got number"
+        );
+        // `log` as a string is Docker's line; `service` as a string is the project.
+        let r = one(r#"{"log":"line\n","service":"svc"}"#);
+        assert_eq!((r.message.as_str(), r.project.as_str()), ("line", "svc"));
+        // Members of arrays are not searched.
+        assert_eq!(whole_bad(r#"{"fields":[{"message":"m"}]}"#), NO_MESSAGE);
+    }
+
+    #[test]
+    fn message_templates() {
+        let r = one(
+            r#"{"@mt":"{A} {@B} {$C} {D:0.0} {E,5} {Missing} {{x}} } {","A":"a","B":{"k":1},"C":[1],"D":1.5,"E":null}"#,
+        );
+        assert_eq!(
+            r.message.as_str(),
+            r#"a {"k":1} [1] 1.5 null {Missing} {x} } {"#
+        );
+        assert!(attrs(&r).starts_with(r#"{"@mt":"#));
+        // A rendered message wins; the template stays once.
+        let r = one(r#"{"@mt":"Hi {N}","@m":"Hi 5","N":5}"#);
+        assert_eq!(r.message.as_str(), "Hi 5");
+        assert_eq!(attrs(&r), r#"{"@mt":"Hi {N}","N":5}"#);
+    }
+
+    #[test]
+    fn user_aliases_in_decoding() {
+        let user =
+            crate::decode::parse_user_aliases("message=body;level=sev;module=origin.unit").unwrap();
+        let options = crate::decode::DecodeOptions::new(&user, crate::decode::TextIntake::Off);
+        let mut c = ctx();
+        c.options = &options;
+        let r = one_with(
+            r#"{"body":"b","msg":"m","sev":"error","origin":{"unit":"u"}}"#,
+            &c,
+        );
+        assert_eq!(
+            (r.message.as_str(), r.level, r.module.as_str()),
+            ("b", Level::ERROR, "u")
+        );
+        assert_eq!(attrs(&r), r#"{"msg":"m","origin":{"unit":"u"}}"#);
+        let d = crate::decode::decode(br#"{"x":1}"#, &c);
+        assert!(
+            d.bad[0]
+                .reason
+                .starts_with("no message field (looked for body, message, msg")
         );
     }
 }

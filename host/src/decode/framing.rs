@@ -7,6 +7,8 @@ use serde::de::{DeserializeSeed, Deserializer as _};
 use serde_json::value::RawValue;
 
 use super::scan::{ArrayVisitor, Item, ItemSeed, Scratch};
+use super::shapes::TextIntake;
+use super::text::TEXT_HINT;
 use super::{BadElement, Decoded, Decoder, Outcome};
 
 /// Whether a byte is JSON whitespace.
@@ -54,12 +56,23 @@ impl Decoder<'_, '_> {
             out.bad_whole(text.len(), "empty message".to_owned());
             return;
         };
-        if first == b'[' {
+        // With text intake, `[ERROR] disk full` is a line of text, not a broken array.
+        let text_not_array = first == b'['
+            && self.text_lines()
+            && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err();
+        if first == b'[' && !text_not_array {
             self.decode_array(text, scratch, out);
             return;
         }
         // The common case first: one value, on one line or pretty-printed over several.
         let whole = match self.parse(text, scratch, 0) {
+            Ok(Outcome::NotObject(_)) if self.text_lines() && !text.trim().contains('\n') => {
+                // `42` or `"words"` as a line of text.
+                if let Some(outcome) = self.decode_non_json(text, 0) {
+                    self.push_single(outcome, text.len(), out);
+                }
+                return;
+            }
             Ok(outcome) => {
                 self.push_single(outcome, text.len(), out);
                 return;
@@ -73,6 +86,24 @@ impl Decoder<'_, '_> {
             offset += line.len() + 1;
             (!is_blank(line)).then_some((i + 1, start, line))
         });
+        if first != b'{' {
+            // Not JSON: logfmt or text lines, maybe with JSON lines among them.
+            let Some(line1) = lines.next() else {
+                return;
+            };
+            let Some(line2) = lines.next() else {
+                match self.decode_non_json(line1.2, 0) {
+                    Some(outcome) => self.push_single(outcome, text.len(), out),
+                    None => out.bad_whole(
+                        text.len(),
+                        format!("message is not valid JSON: {whole} ({TEXT_HINT})"),
+                    ),
+                }
+                return;
+            };
+            self.decode_lines([line1, line2].into_iter().chain(lines), 0, scratch, out);
+            return;
+        }
         let (Some(line1), Some(line2)) = (lines.next(), lines.next()) else {
             out.bad_whole(text.len(), format!("message is not valid JSON: {whole}"));
             return;
@@ -107,16 +138,36 @@ impl Decoder<'_, '_> {
     ) {
         for (line_no, start, line) in lines {
             let span = trimmed_span(line, start);
+            let json = line.trim_start().starts_with('{');
             match self.parse(line, scratch, index) {
+                Ok(Outcome::NotObject(kind)) if !json && self.text_lines() => {
+                    let outcome = self
+                        .decode_non_json(line, index)
+                        .unwrap_or(Outcome::NotObject(kind));
+                    out.push(outcome, index, span, "line");
+                }
                 Ok(outcome) => out.push(outcome, index, span, "line"),
-                Err(e) => out.bad.push(BadElement {
-                    index: Some(index),
-                    span,
-                    reason: line_error(&e, line_no),
-                }),
+                Err(e) => match (json, self.decode_non_json(line, index)) {
+                    (false, Some(outcome)) => out.push(outcome, index, span, "line"),
+                    (false, None) => out.bad.push(BadElement {
+                        index: Some(index),
+                        span,
+                        reason: format!("{} ({TEXT_HINT})", line_error(&e, line_no)),
+                    }),
+                    (true, _) => out.bad.push(BadElement {
+                        index: Some(index),
+                        span,
+                        reason: line_error(&e, line_no),
+                    }),
+                },
             }
             index += 1;
         }
+    }
+
+    /// Whether plain-text lines are records.
+    fn text_lines(&self) -> bool {
+        self.ctx.options.text_intake == TextIntake::Lines
     }
 
     fn push_single(&self, outcome: Outcome, len: usize, out: &mut Decoded) {
@@ -163,7 +214,7 @@ impl Decoder<'_, '_> {
     }
 
     /// Parses `src` as exactly one JSON value and decodes it as element `index`.
-    fn parse<'de>(
+    pub(super) fn parse<'de>(
         &self,
         src: &'de str,
         scratch: &mut Scratch<'de>,
@@ -172,6 +223,7 @@ impl Decoder<'_, '_> {
         let mut de = serde_json::Deserializer::from_str(src);
         let item = ItemSeed {
             scratch: &mut *scratch,
+            options: self.ctx.options,
         }
         .deserialize(&mut de)?;
         de.end()?;
@@ -405,9 +457,6 @@ mod tests {
 
     #[test]
     fn single_object_errors_are_whole_body() {
-        assert_eq!(
-            whole_bad(r#"{"level":"info"}"#),
-            "no message field (looked for message, msg, text)"
-        );
+        assert_eq!(whole_bad(r#"{"level":"info"}"#), NO_MESSAGE);
     }
 }

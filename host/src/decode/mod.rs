@@ -16,6 +16,16 @@
 //!   position: `message is not valid JSON: expected value at line 1 column 12`. An element that is
 //!   not an object is bad on its own (`element is not a JSON object, got string`); the other elements
 //!   flow on.
+//! - A body that does not parse as one JSON value and does not start with `{` (or `[`, see
+//!   below) is read line by line (a single line is the whole body, bad as a whole): a line that
+//!   is JSON is decoded as in JSON lines; otherwise a line of only `key=value` pairs is logfmt
+//!   (the pairs are an object's fields, every value a string); otherwise, with
+//!   `LOGRELAY_TEXT_INTAKE=lines`, the line is a record whose message is the line and whose level
+//!   is a leading level word (`ERROR`, `[warn]`, `INFO:`), and JSON that is not an object is such
+//!   a line too; otherwise it is bad with the JSON error and how to take text:
+//!   `line is not valid JSON: expected value at line 2 column 1 (nor logfmt; set
+//!   LOGRELAY_TEXT_INTAKE=lines to store plain text lines)`. With text intake, a body starting with
+//!   `[` that is not valid JSON is such lines too (`[ERROR] disk full`).
 //! - Otherwise the body is one JSON object, or JSON lines:
 //!   - When the whole body parses as one JSON value (on one line, or pretty-printed over several), it
 //!     is that value, and it must be an object: `message is not a JSON object or array, got number`.
@@ -40,16 +50,35 @@
 //!
 //! # Fields
 //!
-//! Field names are case-sensitive. Each known field has aliases, listed here by priority:
+//! Field names are case-sensitive. Each known field has aliases, listed here by priority (the
+//! table is `shapes.rs`; `docs/SHAPES.md` shows which logger writes which):
 //!
 //! | field | names |
 //! | --- | --- |
-//! | timestamp | `timestamp`, `ts`, `time`, `@timestamp`, `datetime`, `created` |
-//! | level | `level`, `levelname`, `severity`, `lvl`, `log_level`, `loglevel` |
-//! | project | `project`, `service`, `app`, `application` |
-//! | module | `module`, `logger`, `name`, `logger_name`, `component` |
-//! | message | `message`, `msg`, `text` |
+//! | timestamp | `timestamp`, `ts`, `time`, `@timestamp`, `datetime`, `created`, `asctime`, `@t`, `_SOURCE_REALTIME_TIMESTAMP`, `__REALTIME_TIMESTAMP` |
+//! | level | `level`, `levelname`, `severity`, `lvl`, `log_level`, `loglevel`, `log.level`, `@l`, `PRIORITY` |
+//! | project | `project`, `service`, `app`, `application`, `service.name` |
+//! | module | `module`, `logger`, `name`, `logger_name`, `component`, `log.logger`, `SourceContext`, `SYSLOG_IDENTIFIER`, `target` |
+//! | message | `message`, `msg`, `text`, `@m`, `event`, `fields.message`, `short_message`, `MESSAGE`, `log`, `@mt` |
 //! | id | `id` |
+//!
+//! `LOGRELAY_FIELD_ALIASES` puts the user's names ahead of these ([`DecodeOptions::new`]).
+//! A dotted name is either a key with the dots or a member of an object: `log.level` is
+//! `{"log.level":..}` or `{"log":{"level":..}}`; the object stays an attribute whole, and a
+//! member displaced by a better name is not added to the attributes again. Members are searched
+//! one object deep per dot (never inside arrays); `log` and `service`, also names of fields, are
+//! containers only when their value is an object. When both forms of one name occur, the first
+//! is used and a later dotted key stays an attribute.
+//!
+//! Some names read their value in a shape's way:
+//! - `PRIORITY` (journald) is a syslog severity, as is a numeric `level` in an object whose message
+//!   is `short_message` (GELF): 0-2 critical, 3 error, 4 warning, 5-6 info, 7 debug; another
+//!   value is bad: ``field `PRIORITY` is not a syslog severity from 0 (emergency) to 7 (debug): "9"``.
+//! - `log` (Docker's json-file) loses one trailing `\n` or `\r\n`.
+//! - `@mt` (Serilog) is a message template: `{Name}`, `{@Name}`, `{$Name}`, `{Name:fmt}` and
+//!   `{Name,width}` become the property's value (a string without quotes, anything else as its
+//!   JSON text), `{{`/`}}` are braces, holes without a property stay as written; the template
+//!   also stays in the attributes.
 //!
 //! When an object has several names of one field, the one listed first is used and the others stay
 //! in the attributes as they were sent, unchecked. When a key occurs more than once in an object,
@@ -59,7 +88,8 @@
 //! `; `. `null` counts as a wrong type everywhere.
 //!
 //! - **message**: required, a string (it may be empty). Missing:
-//!   `no message field (looked for message, msg, text)`; not a string:
+//!   `no message field (looked for message, msg, text, ...)` naming every name of the field;
+//!   not a string:
 //!   ``field `message` must be a string, got object`` (with the name actually used, e.g. `msg`).
 //! - **timestamp**: a string or a number.
 //!   - A string that starts with four digits and a `-` is a date and time: `YYYY-MM-DD`, then `T`,
@@ -80,14 +110,18 @@
 //!   - Missing: the AMQP `timestamp` property, else the time the message was received.
 //! - **level**: a string or a number.
 //!   - A string is a level name in any case, surrounding whitespace ignored, with the aliases of
-//!     [`Level::from_name`] (`warn`, `err`, `fatal`, `crit`...), or else a number written as a
-//!     string (only digits, `-`, `+`, `.`, `e`, `E`).
+//!     [`Level::from_name`](logrelay_plugin_api::Level::from_name) (`warn`, `err`, `fatal`, `crit`...) and `dpanic` (critical),
+//!     `severe` (error), `config` (debug), `finer` (trace), `default` (info), or Go slog's
+//!     `NAME+N`/`NAME-N` on slog's scale (DEBUG -4, INFO 0, WARN 4, ERROR 8; below -4 trace,
+//!     below 0 debug, below 4 info, below 8 warning, below 12 error, else critical), or else a
+//!     number written as a string (only digits, `-`, `+`, `.`, `e`, `E`).
 //!   - A number is on the pino/bunyan scale: 10 trace, 20 debug, 30 info, 40 warning, 50 error,
 //!     60 critical; values in between round down (35 is info), below 10 is trace and above 60 is
 //!     critical. Python's `levelno` (10 debug ... 50 critical) is another scale: it is not read and
 //!     stays in the attributes.
-//!   - An unknown name is bad (``field `level` has an unknown level name: "loud"``), another type
-//!     too (``field `level` must be a level name or a number, got boolean``).
+//!   - An unknown name is bad, never info: ``field `level` has an unknown level name: "loud"
+//!     (known: ...; docs/SHAPES.md)``; another type too
+//!     (``field `level` must be a level name or a number, got boolean``).
 //!   - Missing: the third segment of the routing key when it is a level name (not a number), else
 //!     info.
 //! - **project**, **module**: strings, kept even when empty
@@ -110,7 +144,9 @@
 //!
 //! - `framing.rs`: the body's shape (one object, an array, JSON lines), element numbers and spans.
 //! - `scan.rs`: the serde visitors that read an object's fields in one pass without recursion.
-//! - `fields.rs`: which key names which field, the rules of each field, the level.
+//! - `shapes.rs`: which key names which field (the alias table), the options from the settings.
+//! - `fields.rs`: the rules of each field, the level scales, message templates.
+//! - `text.rs`: logfmt and plain-text lines.
 //! - `time.rs`: the timestamp field (epoch numbers and date-times).
 //! - `id.rs`: the id field, and the id of a record that has none.
 //! - `attributes.rs`: the attributes' JSON text.
@@ -120,8 +156,10 @@ mod fields;
 mod framing;
 mod id;
 mod scan;
+mod shapes;
 #[cfg(test)]
 mod tests;
+mod text;
 mod time;
 
 use std::ops::Range;
@@ -130,6 +168,7 @@ use logrelay_plugin_api::{Record, RecordFlags};
 
 use self::fields::RoutingKeySegments;
 use self::scan::Scratch;
+pub use self::shapes::{DecodeOptions, Field, TextIntake, UserAlias, parse_user_aliases};
 use crate::fingerprint::Fingerprint;
 
 /// Where a message came from, and the limits it is decoded under.
@@ -158,6 +197,9 @@ pub struct DecodeContext<'a> {
     pub default_module: &'a str,
     /// The largest body accepted, in bytes (`LOGRELAY_MAX_MESSAGE_BYTES`).
     pub max_bytes: usize,
+    /// The names of the known fields and the text intake mode (`LOGRELAY_FIELD_ALIASES`,
+    /// `LOGRELAY_TEXT_INTAKE`); [`DecodeOptions::builtin`] without settings.
+    pub options: &'a DecodeOptions,
 }
 
 /// A part of a message that could not be decoded, and why.

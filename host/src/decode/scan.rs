@@ -5,25 +5,30 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer as _, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::fields::{Field, classify};
+use super::shapes::{Alias, DecodeOptions, Field, Rule};
 use super::{Decoded, Decoder};
 
-/// One field of an object as sent: its position, its key (unescaped) and its value's JSON text.
-#[derive(Debug)]
+/// One field of an object as sent: its position, its key (unescaped; dotted for a member of an
+/// object, e.g. `fields.message`) and its value's JSON text.
+#[derive(Debug, Clone)]
 pub(super) struct Entry<'de> {
     pub(super) pos: u32,
     pub(super) key: Cow<'de, str>,
     pub(super) value: &'de RawValue,
 }
 
-/// The field that currently holds a known field, and the rank of its name.
+/// The field that currently holds a known field, the rank of its name and how it is read.
 #[derive(Debug)]
 pub(super) struct Slot<'de> {
     pub(super) rank: u8,
+    pub(super) rule: Rule,
     pub(super) entry: Entry<'de>,
+    /// Whether the attributes hold it already (a member of an object kept whole, or a template):
+    /// when a better name displaces it, it is not added again.
+    pub(super) in_attrs: bool,
 }
 
 /// The known fields of one object.
@@ -83,6 +88,7 @@ impl Scratch<'_> {
 /// Reads one JSON value; for an object, fills the scratch with its fields.
 pub(super) struct ItemSeed<'v, 'de> {
     pub(super) scratch: &'v mut Scratch<'de>,
+    pub(super) options: &'v DecodeOptions,
 }
 
 impl<'de> DeserializeSeed<'de> for ItemSeed<'_, 'de> {
@@ -101,6 +107,7 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+        let options = self.options;
         let Scratch {
             slots,
             attrs,
@@ -114,22 +121,28 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
             let value: &'de RawValue = map.next_value()?;
             let entry = Entry { pos, key, value };
             pos = pos.saturating_add(1);
-            let Some((field, rank)) = classify(&entry.key) else {
+            let Some(info) = options.key(&entry.key) else {
                 attrs.push(entry);
                 continue;
             };
-            let slot = slots.get_mut(field);
-            match slot {
-                None => *slot = Some(Slot { rank, entry }),
-                // The same key again: the last occurrence wins.
-                Some(held) if held.rank == rank => held.entry = entry,
-                // A name listed earlier: the one held goes back to the attributes.
-                Some(held) if rank < held.rank => {
-                    let old = std::mem::replace(held, Slot { rank, entry });
-                    attrs.push(old.entry);
-                    *out_of_order = true;
-                }
-                Some(_) => attrs.push(entry),
+            if info.container && value.get().starts_with('{') {
+                // `{"log":{"level":...}}` as `log.level`; the object stays an attribute whole.
+                let mut sorter = Sorter {
+                    slots: &mut *slots,
+                    attrs: &mut *attrs,
+                    out_of_order: &mut *out_of_order,
+                };
+                sorter.container(options, entry);
+                continue;
+            }
+            let mut sorter = Sorter {
+                slots: &mut *slots,
+                attrs: &mut *attrs,
+                out_of_order: &mut *out_of_order,
+            };
+            match info.alias {
+                Some(alias) => sorter.place(alias, entry, false),
+                None => attrs.push(entry),
             }
         }
         Ok(Item::Object)
@@ -176,6 +189,160 @@ impl<'de> Visitor<'de> for ItemSeed<'_, 'de> {
     fn visit_none<E: de::Error>(self) -> Result<Item, E> {
         Ok(Item::Other("null"))
     }
+}
+
+/// Sorts fields into the known fields and the attributes.
+struct Sorter<'s, 'de> {
+    slots: &'s mut Slots<'de>,
+    attrs: &'s mut Vec<Entry<'de>>,
+    out_of_order: &'s mut bool,
+}
+
+impl<'de> Sorter<'_, 'de> {
+    /// Puts a field named by `alias` in its slot unless a better name holds it; what it displaces
+    /// or what loses goes to the attributes, unless they hold it already (`in_attrs`).
+    #[inline(always)]
+    fn place(&mut self, alias: Alias, entry: Entry<'de>, in_attrs: bool) {
+        let in_attrs = if alias.rule == Rule::Template && !in_attrs {
+            // A template is kept as sent, rendered or not.
+            self.attrs.push(entry.clone());
+            true
+        } else {
+            in_attrs
+        };
+        let slot = self.slots.get_mut(alias.field);
+        if slot.is_none() {
+            // The common case: the first name of the field.
+            *slot = Some(Slot {
+                rank: alias.rank,
+                rule: alias.rule,
+                entry,
+                in_attrs,
+            });
+            return;
+        }
+        let new = Slot {
+            rank: alias.rank,
+            rule: alias.rule,
+            entry,
+            in_attrs,
+        };
+        match slot {
+            None => *slot = Some(new),
+            // The same key again: the last occurrence wins.
+            Some(held) if held.rank == new.rank && !held.in_attrs && !new.in_attrs => *held = new,
+            // The same name as a dotted key and as a member: the first stays.
+            Some(held) if held.rank == new.rank => {
+                if !new.in_attrs {
+                    self.attrs.push(new.entry);
+                }
+            }
+            // A name listed earlier: the one held goes back to the attributes.
+            Some(held) if new.rank < held.rank => {
+                let old = std::mem::replace(held, new);
+                if !old.in_attrs {
+                    self.attrs.push(old.entry);
+                    *self.out_of_order = true;
+                }
+            }
+            Some(_) => {
+                if !new.in_attrs {
+                    self.attrs.push(new.entry);
+                }
+            }
+        }
+    }
+
+    /// Searches the object of a container for dotted names, then keeps it as an attribute.
+    #[cold]
+    #[inline(never)]
+    fn container(&mut self, options: &DecodeOptions, entry: Entry<'de>) {
+        self.members(options, &entry.key, entry.value, entry.pos, 1);
+        self.attrs.push(entry);
+    }
+
+    /// Looks for dotted names among the members of the object `value` held under `prefix`
+    /// (`depth` dots deep). The members stay in their object: nothing goes to the attributes.
+    fn members(
+        &mut self,
+        options: &DecodeOptions,
+        prefix: &str,
+        value: &'de RawValue,
+        pos: u32,
+        depth: usize,
+    ) {
+        if depth > options.max_dots() {
+            return;
+        }
+        let mut de = serde_json::Deserializer::from_str(value.get());
+        // The value was read as JSON already; an error here (none is expected) only means its
+        // members are not searched.
+        let _ = de.deserialize_map(MembersVisitor {
+            sorter: self,
+            options,
+            prefix,
+            pos,
+            depth,
+        });
+    }
+}
+
+/// Reads the members of an object under a dotted prefix.
+struct MembersVisitor<'x, 's, 'de> {
+    sorter: &'x mut Sorter<'s, 'de>,
+    options: &'x DecodeOptions,
+    prefix: &'x str,
+    pos: u32,
+    depth: usize,
+}
+
+impl<'de> Visitor<'de> for MembersVisitor<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        // The dotted name is put together on the stack; only a name that is found is kept.
+        let mut buf = [0u8; 256];
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let value: &'de RawValue = map.next_value()?;
+            let Some(name) = join(&mut buf, self.prefix, &key) else {
+                continue;
+            };
+            let Some(info) = self.options.key(name) else {
+                continue;
+            };
+            if info.container && value.get().starts_with('{') {
+                let name = name.to_owned();
+                self.sorter
+                    .members(self.options, &name, value, self.pos, self.depth + 1);
+                continue;
+            }
+            if let Some(alias) = info.alias {
+                let entry = Entry {
+                    pos: self.pos,
+                    key: Cow::Owned(name.to_owned()),
+                    value,
+                };
+                self.sorter.place(alias, entry, true);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `prefix.key` written into `buf`; `None` when it does not fit.
+fn join<'b>(buf: &'b mut [u8; 256], prefix: &str, key: &str) -> Option<&'b str> {
+    let len = prefix.len() + 1 + key.len();
+    let out = buf.get_mut(..len)?;
+    let (head, tail) = out.split_at_mut(prefix.len());
+    head.copy_from_slice(prefix.as_bytes());
+    let (dot, rest) = tail.split_first_mut()?;
+    *dot = b'.';
+    rest.copy_from_slice(key.as_bytes());
+    std::str::from_utf8(out).ok()
 }
 
 /// Reads an object key, borrowing it from the body when it has no escapes.
@@ -231,6 +398,7 @@ impl<'de> Visitor<'de> for ArrayVisitor<'_, '_, '_, 'de> {
         let mut index = 0;
         while let Some(item) = seq.next_element_seed(ItemSeed {
             scratch: &mut *self.scratch,
+            options: self.decoder.ctx.options,
         })? {
             let outcome = self.decoder.finish(item, self.scratch, index);
             // The element's span is filled in afterwards, only when it is bad.

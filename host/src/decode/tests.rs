@@ -7,6 +7,9 @@ use logrelay_plugin_api::{Level, Record};
 
 use super::*;
 
+/// The reason of an object without a message, with the built-in names.
+pub(super) const NO_MESSAGE: &str = "no message field (looked for message, msg, text, @m, event, fields.message, short_message, MESSAGE, log, @mt)";
+
 pub(super) const RECEIVED: i64 = 1_700_000_000_123_456_789;
 pub(super) const AMQP: i64 = 1_600_000_000_000_000_000;
 
@@ -22,6 +25,7 @@ pub(super) fn ctx() -> DecodeContext<'static> {
         default_project: "default-project",
         default_module: "default-module",
         max_bytes: 1024 * 1024,
+        options: DecodeOptions::builtin(),
     }
 }
 
@@ -126,7 +130,8 @@ fn nul_bytes() {
     );
     assert_eq!(
         whole_bad("\0"),
-        "message is not valid JSON: expected value at line 1 column 1"
+        "message is not valid JSON: expected value at line 1 column 1 \
+         (nor logfmt; set LOGRELAY_TEXT_INTAKE=lines to store plain text lines)"
     );
     let r = one(r#"{"message":"a\u0000b","k\u0000":"\u0000"}"#);
     assert_eq!(r.message.as_str(), "a\0b");
@@ -228,9 +233,99 @@ fn more_edges() {
         d.bad[0].reason,
         "line is not valid JSON: trailing characters at line 2 column 17"
     );
-    // Bad lines at both the first and the second line: the whole body is bad.
+    // Bad lines at both the first and the second line of a body that starts as JSON: the whole
+    // body is bad.
     assert_eq!(
-        whole_bad("nope\nnope\n{\"message\":\"a\"}"),
-        "message is not valid JSON: expected ident at line 1 column 2"
+        whole_bad("{\"message\":\n{\"message\":\n{\"message\":\"a\"}"),
+        "message is not valid JSON: EOF while parsing an object at line 3 column 15"
     );
+    // A body that does not start as JSON is read line by line.
+    let d = decode_str("nope\nnope\n{\"message\":\"a\"}");
+    assert_eq!(d.indices, [2]);
+    assert_eq!(d.bad.len(), 2);
+}
+
+/// One file of the conformance corpus (`tests/fixtures/shapes/*.toml`, see its README).
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShapeFixture {
+    pub body: String,
+    #[serde(default = "corpus_routing_key")]
+    pub routing_key: String,
+    #[serde(default)]
+    pub text_intake: Option<String>,
+    pub expect: Vec<ShapeExpect>,
+}
+
+/// A record the corpus expects.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ShapeExpect {
+    pub level: String,
+    pub project: String,
+    pub module: String,
+    pub message: String,
+    pub timestamp_ns: Option<i64>,
+    pub attributes: Vec<String>,
+}
+
+fn corpus_routing_key() -> String {
+    "corpus.shapes".to_owned()
+}
+
+/// Every file of the corpus, by name.
+pub(crate) fn read_shape_corpus() -> Vec<(String, ShapeFixture)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/shapes");
+    let mut out: Vec<(String, ShapeFixture)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .map(|p| {
+            let text = std::fs::read_to_string(&p).unwrap();
+            let fixture: ShapeFixture =
+                toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            (name, fixture)
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn shape_corpus() {
+    let corpus = read_shape_corpus();
+    assert!(corpus.len() >= 19, "{} fixtures", corpus.len());
+    let lines = DecodeOptions::new(&[], TextIntake::Lines);
+    for (name, fixture) in &corpus {
+        let mut c = ctx();
+        c.routing_key = &fixture.routing_key;
+        c.message_id = None;
+        if fixture.text_intake.as_deref() == Some("lines") {
+            c.options = &lines;
+        }
+        let d = decode(fixture.body.as_bytes(), &c);
+        assert_eq!(d.bad, vec![], "{name}");
+        assert_eq!(d.records.len(), fixture.expect.len(), "{name}");
+        for (i, (r, e)) in d.records.iter().zip(&fixture.expect).enumerate() {
+            let at = format!("{name} record {i}");
+            assert_eq!(r.level, Level::from_name(&e.level).unwrap(), "{at}");
+            assert_eq!(r.project.as_str(), e.project, "{at}");
+            assert_eq!(r.module.as_str(), e.module, "{at}");
+            assert_eq!(r.message.as_str(), e.message, "{at}");
+            match e.timestamp_ns {
+                Some(ns) => assert_eq!(r.timestamp_ns, ns, "{at}"),
+                None => assert_eq!(r.timestamp_ns, RECEIVED, "{at}"),
+            }
+            let attributes: serde_json::Map<String, serde_json::Value> =
+                serde_json::from_str(attrs(r)).unwrap_or_else(|e| panic!("{at}: {e}"));
+            for key in &e.attributes {
+                assert!(
+                    attributes.contains_key(key),
+                    "{at}: no {key} in {}",
+                    attrs(r)
+                );
+            }
+        }
+    }
 }

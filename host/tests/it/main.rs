@@ -7,3 +7,5 @@ mod dispatch;
 mod hostile;
 mod intake;
 mod loading;
+mod producers;
+mod shapes;
