@@ -238,9 +238,13 @@ pub struct FilterBody {
     #[serde(alias = "modules")]
     module: Option<OneOrMany>,
     text: Option<String>,
-    /// Must be `true` to delete with an empty filter.
+    /// Must be `true` to delete with an empty filter; it confirms any count.
     #[serde(default)]
     pub all: bool,
+    /// Must be `true` when the filter matches more rows than `delete_confirm_rows` or
+    /// `delete_confirm_percent` allow.
+    #[serde(default)]
+    pub confirm: bool,
 }
 
 impl FilterBody {
@@ -296,9 +300,12 @@ impl FilterBody {
 impl Filter {
     fn check(&self) -> Result<(), ApiError> {
         if let (Some(from), Some(to)) = (self.from_ns, self.to_ns)
-            && from >= to
+            && from > to
         {
-            return Err(ApiError::bad("to", "`to` must be after `from`"));
+            return Err(ApiError::bad(
+                "to",
+                "`to` must not be before `from` (`from` == `to` is an empty range)",
+            ));
         }
         Ok(())
     }
@@ -323,6 +330,8 @@ impl Filter {
             limit: page.and_then(|p| p.limit),
             cursor: page.and_then(|p| p.cursor.clone()),
             all: None,
+            refuse_over_rows: None,
+            refuse_over_percent: None,
         }
     }
 

@@ -3,7 +3,7 @@
 //! | route | store call |
 //! | --- | --- |
 //! | `GET /log?id=` | `get` |
-//! | `POST /log` (JSON: `id` and the fields to change) | `update`, then `get` |
+//! | `POST /log` (JSON: `id`, `timestamp` where the id names several rows, the fields to change) | `update` |
 //! | `DELETE /log?id=` | `delete` |
 //! | `GET /log/by_count?count=`, `/log/by_dates?from=&to=`, `/log/by_level?level=`, `/log/by_module?module=`, `/log/by_project?project=` | `query` |
 //! | `GET /logs?` every filter, `text`, `limit`, `cursor` | `query` |
@@ -25,14 +25,14 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use logrelay_plugin_api::constant_time_eq;
 use logrelay_plugin_api::store::{
-    DeleteBody, Deleted, IdBody, LevelArg, UpdateBody, Updated, method,
+    DeleteBody, Deleted, IdBody, LevelArg, TimeArg, UpdateBody, method,
 };
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::config::{Settings, TOKEN_VAR};
 use crate::error::ApiError;
-use crate::params::{self, Filter, FilterBody, Page, from_query, resolve_level};
+use crate::params::{self, Filter, FilterBody, Page, from_query, parse_time, resolve_level};
 use crate::store::Store;
 use crate::stream::Hub;
 
@@ -235,27 +235,45 @@ async fn list_by(state: AppState, q: Pairs, key: &str) -> ApiResult {
     query(&state, &filter, page).await
 }
 
+/// The record `/log` names: `id`, and `timestamp` where the id alone names several rows.
+fn record_key(p: &[(String, String)]) -> Result<(String, Option<TimeArg>), ApiError> {
+    from_query(p, &["id", "timestamp"], 1)?;
+    if p.iter().filter(|(k, _)| k == "id").count() > 1 {
+        return Err(ApiError::bad(
+            "id",
+            "`id` is given more than once; `/log` names one record (POST /logs/delete takes a list)",
+        ));
+    }
+    let id = required(p, "id")?.to_owned();
+    let timestamp = p
+        .iter()
+        .find(|(k, _)| k == "timestamp")
+        .map(|(_, v)| parse_time("timestamp", v).map(TimeArg::Ns))
+        .transpose()?;
+    Ok((id, timestamp))
+}
+
 async fn get_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let p = pairs(q)?;
-    from_query(&p, &["id"], 1)?;
-    let id = required(&p, "id")?;
+    let (id, timestamp) = record_key(&p)?;
     let text = state
         .store
-        .call(method::GET, &IdBody { id: id.to_owned() })
+        .call(method::GET, &IdBody { id, timestamp })
         .await?;
     Ok(json_response(text))
 }
 
 async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let p = pairs(q)?;
-    from_query(&p, &["id"], 1)?;
-    let id = required(&p, "id")?;
+    let (id, timestamp) = record_key(&p)?;
+    let exact = timestamp.is_some();
     let text = state
         .store
         .call(
             method::DELETE,
             &DeleteBody {
-                id: Some(id.to_owned()),
+                id: Some(id.clone()),
+                timestamp,
                 ids: None,
             },
         )
@@ -264,15 +282,19 @@ async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
         .ok()
         .map(|d| d.deleted);
     if deleted == Some(0) {
-        return Err(
-            ApiError::new(StatusCode::NOT_FOUND, format!("no record with id `{id}`")).at("id"),
-        );
+        let what = if exact {
+            format!("no record with id `{id}` at that `timestamp`")
+        } else {
+            format!("no record with id `{id}`")
+        };
+        return Err(ApiError::new(StatusCode::NOT_FOUND, what).at("id"));
     }
     Ok(json_response(text))
 }
 
 /// `POST /log`: the body is the store's `update` body, checked here so that a bad field is a
-/// 400 naming it; the level goes on as its number.
+/// 400 naming it; the level and the time go on as numbers. The answer is the store's:
+/// `{"updated": 1, "record": {...}}`.
 async fn update_log(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
@@ -282,7 +304,12 @@ async fn update_log(
         Some(l) => Some(LevelArg::Num(resolve_level(l, "level")?.0)),
         None => None,
     };
+    let timestamp = match &b.timestamp {
+        Some(TimeArg::Text(t)) => Some(TimeArg::Ns(parse_time("timestamp", t)?)),
+        other => other.clone(),
+    };
     for (name, v) in [
+        ("id", &Some(b.id.clone())),
         ("message", &b.message),
         ("project", &b.project),
         ("module", &b.module),
@@ -293,12 +320,6 @@ async fn update_log(
                 format!("`{name}` contains a NUL character"),
             ));
         }
-    }
-    if b.attributes.is_some() && b.merge_attributes.is_some() {
-        return Err(ApiError::bad(
-            "merge_attributes",
-            "give `attributes` (replaces them) or `merge_attributes` (merged into them), not both",
-        ));
     }
     for (name, v) in [
         ("attributes", &b.attributes),
@@ -313,7 +334,11 @@ async fn update_log(
             ));
         }
     }
-    let change = UpdateBody { level, ..b };
+    let change = UpdateBody {
+        level,
+        timestamp,
+        ..b
+    };
     if change.level.is_none()
         && change.message.is_none()
         && change.project.is_none()
@@ -327,17 +352,7 @@ async fn update_log(
         ));
     }
     let updated = state.store.call(method::UPDATE, &change).await?;
-    let updated = serde_json::from_str::<Updated>(&updated)
-        .ok()
-        .map(|u| u.updated);
-    let record = state
-        .store
-        .call(method::GET, &IdBody { id: change.id })
-        .await?;
-    let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-    Ok(json_response(
-        json!({ "updated": updated, "record": record }).to_string(),
-    ))
+    Ok(json_response(updated))
 }
 
 async fn by_count(State(state): State<AppState>, q: Pairs) -> ApiResult {
@@ -396,9 +411,10 @@ async fn delete_by_filter(
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let b: FilterBody = body(bytes)?;
-    let all = b.all;
+    // `all` says "every record" outright, which confirms any count.
+    let confirmed = b.confirm || b.all;
     let filter = b.into_filter()?;
-    if filter.is_empty() && !all {
+    if filter.is_empty() && !confirmed {
         return Err(ApiError::bad(
             "all",
             "refusing to delete every record: give a filter, or `\"all\": true`",
@@ -407,6 +423,10 @@ async fn delete_by_filter(
     let mut params = filter.to_store(None);
     if filter.is_empty() {
         params.all = Some(true);
+    }
+    if !confirmed {
+        params.refuse_over_rows = Some(state.settings.delete_confirm_rows);
+        params.refuse_over_percent = Some(state.settings.delete_confirm_percent);
     }
     state
         .store

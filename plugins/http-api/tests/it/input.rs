@@ -83,12 +83,6 @@ async fn malformed_input_gets_a_clear_4xx() {
             "message",
         ),
         (
-            json!({"id": "r000001", "attributes": {"a": 1}, "merge_attributes": {"b": 2}})
-                .to_string(),
-            400,
-            "merge_attributes",
-        ),
-        (
             json!({"id": "r000001", "message": "x".repeat(2000)}).to_string(),
             413,
             "body",

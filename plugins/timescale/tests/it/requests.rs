@@ -1,6 +1,7 @@
 //! The store's request API: query with filters and cursors, get, add, update, delete,
 //! delete_by_filter, stats, sql.
 
+use logrelay_plugin_api::store::{Ambiguous, TooMany};
 use logrelay_plugin_api::{ErrorKind, Record};
 use serde_json::{Value, json};
 
@@ -82,6 +83,11 @@ fn query_combines_filters() {
     refused(&h, "query", json!({"min_level": 9}), "`min_level`");
     refused(&h, "query", json!({"from": "yesterday"}), "`from`");
     refused(&h, "query", json!({"from": ns(5), "to": ns(1)}), "`from`");
+    // from == to: an empty range, not an error.
+    assert_eq!(
+        ids(&ok(&h, "query", json!({"from": ns(5), "to": ns(5)}))).len(),
+        0
+    );
     refused(&h, "query", json!({"cursor": "x"}), "`cursor`");
     refused(&h, "query", json!({"project": []}), "`project`");
     refused(&h, "query", json!({"all": true}), "`all`");
@@ -217,12 +223,13 @@ fn get_add_update_delete() {
     assert_eq!(err.kind, ErrorKind::PERMANENT);
     assert!(err.message.starts_with("not found:"), "{err}");
     refused(&h, "update", json!({"id": "a1"}), "nothing to update");
-    refused(
+    // Both attribute forms: replaced, then merged into the replacement.
+    let both = ok(
         &h,
         "update",
-        json!({"id": "a1", "attributes": {}, "merge_attributes": {}}),
-        "not both",
+        json!({"id": "a1", "attributes": {"a": 1, "b": 1}, "merge_attributes": {"b": 2}}),
     );
+    assert_eq!(both["record"]["attributes"], json!({"a": 1, "b": 2}));
     refused(&h, "get", json!({}), "id");
 
     assert_eq!(ok(&h, "delete", json!({"id": "a1"}))["deleted"], 1);
@@ -233,6 +240,137 @@ fn get_add_update_delete() {
     );
     refused(&h, "delete", json!({}), "`id`");
     assert_eq!(count(&h), 0);
+}
+
+/// Two rows with the same id (the key is (id, time)): a call naming only the id is refused with
+/// the candidates and changes nothing; the time picks one.
+#[test]
+fn an_id_naming_several_rows_is_refused_with_the_candidates() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("dedupe_window = \"off\"");
+    let mut twins = records(0, 2);
+    twins[1].id = twins[0].id.clone();
+    h.handle_batch(&twins).expect("write");
+    let (old_ns, new_ns) = (twins[0].timestamp_ns, twins[1].timestamp_ns);
+    assert_eq!(count(&h), 2);
+
+    let candidates = |method: &str, body: Value| -> Ambiguous {
+        let err =
+            request(&h, method, body.clone()).expect_err(&format!("{method} {body} accepted"));
+        assert_eq!(err.kind, ErrorKind::PERMANENT, "{err}");
+        Ambiguous::from_message(&err.message)
+            .unwrap_or_else(|| panic!("{method} {body}: not an ambiguity: {err}"))
+    };
+    let a = candidates("get", json!({"id": "r000000"}));
+    assert_eq!(a.matched, 2);
+    assert_eq!(
+        a.candidates
+            .iter()
+            .map(|c| (c.id.as_str(), c.timestamp_ns))
+            .collect::<Vec<_>>(),
+        vec![("r000000", new_ns), ("r000000", old_ns)],
+        "newest first"
+    );
+    assert!(a.error.contains("`timestamp`"), "{}", a.error);
+    assert_eq!(
+        candidates("update", json!({"id": "r000000", "message": "changed"})).matched,
+        2
+    );
+    assert_eq!(candidates("delete", json!({"id": "r000000"})).matched, 2);
+    let both = candidates("delete", json!({"ids": ["r000000", "nope"]}));
+    assert_eq!(both.candidates.len(), 2);
+    // Nothing was changed or deleted.
+    assert_eq!(count(&h), 2);
+    let page = ok(&h, "query", json!({"text": "changed"}));
+    assert_eq!(ids(&page).len(), 0);
+
+    // The time picks one: as `timestamp_ns` or as RFC 3339 text.
+    let old = ok(&h, "get", json!({"id": "r000000", "timestamp": old_ns}));
+    assert_eq!(old["timestamp_ns"], old_ns);
+    let new = ok(
+        &h,
+        "get",
+        json!({"id": "r000000", "timestamp": a.candidates[0].timestamp}),
+    );
+    assert_eq!(new["timestamp_ns"], new_ns);
+    let updated = ok(
+        &h,
+        "update",
+        json!({"id": "r000000", "timestamp": old_ns, "message": "changed"}),
+    );
+    assert_eq!(updated["updated"], 1);
+    assert_eq!(updated["record"]["timestamp_ns"], old_ns);
+    assert_eq!(updated["record"]["message"], "changed");
+    assert_eq!(ids(&ok(&h, "query", json!({"text": "changed"}))).len(), 1);
+    // A time that names no row of this id.
+    let err = request(
+        &h,
+        "get",
+        json!({"id": "r000000", "timestamp": old_ns + 1000}),
+    )
+    .expect_err("no such row");
+    assert!(err.message.starts_with("not found:"), "{err}");
+    assert_eq!(
+        ok(&h, "delete", json!({"id": "r000000", "timestamp": old_ns}))["deleted"],
+        1
+    );
+    // Now the id alone names one row again.
+    assert_eq!(
+        ok(&h, "get", json!({"id": "r000000"}))["timestamp_ns"],
+        new_ns
+    );
+    assert_eq!(ok(&h, "delete", json!({"id": "r000000"}))["deleted"], 1);
+    assert_eq!(count(&h), 0);
+    refused(
+        &h,
+        "delete",
+        json!({"ids": ["a"], "timestamp": 1}),
+        "`timestamp`",
+    );
+}
+
+/// `refuse_over_rows` / `refuse_over_percent`: a filter that matches more is refused with the
+/// count, whatever the filter is (a range covering every stored time is no narrower than none).
+#[test]
+fn delete_by_filter_refuses_more_than_its_limits() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    h.handle_batch(&records(0, 300)).expect("write");
+    let too_many = |body: Value| -> TooMany {
+        let err =
+            request(&h, "delete_by_filter", body.clone()).expect_err(&format!("{body} accepted"));
+        TooMany::from_message(&err.message)
+            .unwrap_or_else(|| panic!("{body}: not a refusal of too many rows: {err}"))
+    };
+    let t = too_many(json!({"from": 0, "refuse_over_rows": 299}));
+    assert_eq!((t.matched, t.limit), (300, 299));
+    assert!(t.error.contains("confirm"), "{}", t.error);
+    let t = too_many(json!({"from": 0, "all": false, "refuse_over_percent": 50.0}));
+    assert_eq!(t.matched, 300);
+    assert_eq!(count(&h), 300);
+    // One project is a third: under 50 %, over 20 %.
+    too_many(json!({"project": "p1", "refuse_over_percent": 20.0}));
+    let n = ok(
+        &h,
+        "delete_by_filter",
+        json!({"project": "p1", "refuse_over_percent": 50.0, "refuse_over_rows": 100}),
+    );
+    assert_eq!(n["deleted"], 100);
+    refused(
+        &h,
+        "delete_by_filter",
+        json!({"project": "p1", "refuse_over_percent": 101.0}),
+        "refuse_over_percent",
+    );
+    refused(
+        &h,
+        "query",
+        json!({"refuse_over_rows": 1}),
+        "does not apply",
+    );
+    assert_eq!(count(&h), 200);
 }
 
 #[test]
