@@ -95,8 +95,7 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(bearer);
             match given {
                 None => {
                     return ApiError::new(
@@ -124,6 +123,17 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
         None => {}
     }
     next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer <token>` header value. The scheme is matched without
+/// regard to case (RFC 7235: `bearer`, `BEARER`...), and any run of spaces or tabs may follow it.
+fn bearer(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches([' ', '\t']))
+        .filter(|t| !t.is_empty())
 }
 
 /// Gives up on a request (store call included) after `request_timeout_ms`.
