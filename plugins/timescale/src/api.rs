@@ -329,9 +329,18 @@ impl Api {
         }
         any |= b.attributes.is_some() || b.merge_attributes.is_some();
         if !any {
-            return Err(TimescaleError::BadRequest(
-                "nothing to update: give at least one of `level`, `message`, `project`, `module`, `attributes`, `merge_attributes`".to_owned(),
-            ));
+            // Nothing to change: the record as it is (and an ambiguous id is still refused).
+            let record = self
+                .get(IdBody {
+                    id: b.id,
+                    timestamp: b.timestamp,
+                })
+                .await?;
+            let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+            return Ok(json!(Updated {
+                updated: 0,
+                record: Some(record),
+            }));
         }
         let ts = self.one(&b.id, b.timestamp.as_ref(), "changed").await?;
         qb.push(" WHERE id = ")
@@ -804,13 +813,7 @@ impl Filter {
             modules: list("module", p.module.clone().map(OneOrMany::into_vec))?,
             text: p.text.clone().filter(|t| !t.is_empty()),
         };
-        if let (Some(from), Some(to)) = (f.from, f.to)
-            && from > to
-        {
-            return Err(TimescaleError::BadRequest(
-                "`from` must not be after `to` (`from` == `to` is an empty range)".to_owned(),
-            ));
-        }
+        // `to` at or before `from`: an empty range, which matches nothing.
         if let Some(t) = &f.text {
             no_nul("text", t)?;
         }
@@ -950,6 +953,10 @@ fn rfc3339(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
+/// About 4700 BC, just after PostgreSQL's earliest `timestamptz` (4713 BC), in microseconds
+/// since the epoch.
+const PG_MIN_MICROS: i64 = -210_000_000_000_000_000;
+
 /// The keyset cursor: the last record's time (microseconds, as stored) and id.
 fn encode_cursor(ts: DateTime<Utc>, id: &str) -> String {
     format!("{}:{id}", ts.timestamp_micros())
@@ -963,6 +970,8 @@ fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, String), TimescaleError> {
     };
     let (micros, id) = c.split_once(':').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
+    // Before PostgreSQL's first representable time (4713 BC): a cursor past every record.
+    let micros = micros.max(PG_MIN_MICROS);
     let ts = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
     Ok((ts, id.to_owned()))
 }

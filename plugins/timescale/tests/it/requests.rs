@@ -82,10 +82,18 @@ fn query_combines_filters() {
     refused(&h, "query", json!({"level": "loud"}), "`level`");
     refused(&h, "query", json!({"min_level": 9}), "`min_level`");
     refused(&h, "query", json!({"from": "yesterday"}), "`from`");
-    refused(&h, "query", json!({"from": ns(5), "to": ns(1)}), "`from`");
-    // from == to: an empty range, not an error.
+    // from == to, and to before from: empty ranges, not errors.
     assert_eq!(
         ids(&ok(&h, "query", json!({"from": ns(5), "to": ns(5)}))).len(),
+        0
+    );
+    assert_eq!(
+        ids(&ok(&h, "query", json!({"from": ns(5), "to": ns(1)}))).len(),
+        0
+    );
+    // A cursor before all time: past every record.
+    assert_eq!(
+        ids(&ok(&h, "query", json!({"cursor": "-999999999999999999:x"}))).len(),
         0
     );
     refused(&h, "query", json!({"cursor": "x"}), "`cursor`");
@@ -222,7 +230,12 @@ fn get_add_update_delete() {
     let err = request(&h, "get", json!({"id": "missing"})).expect_err("missing");
     assert_eq!(err.kind, ErrorKind::PERMANENT);
     assert!(err.message.starts_with("not found:"), "{err}");
-    refused(&h, "update", json!({"id": "a1"}), "nothing to update");
+    // Nothing to change: the record as it is.
+    let same = ok(&h, "update", json!({"id": "a1"}));
+    assert_eq!(
+        (same["updated"].as_u64(), &same["record"]["project"]),
+        (Some(0), &json!("shop2"))
+    );
     // Both attribute forms: replaced, then merged into the replacement.
     let both = ok(
         &h,
