@@ -13,6 +13,8 @@
 //! `retention_run`) are passed through by the HTTP API untouched; README.md of the `timescale`
 //! connector documents them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -129,6 +131,14 @@ pub struct Params {
     /// Case-insensitive substring of the message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Top-level attributes that equal these values: `{"user": "u1", "code": "7"}`. A value
+    /// matches a JSON string equal to it, and also the number, boolean or null it spells
+    /// (`"7"` matches `"code": 7` and `"code": "7"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attr: Option<BTreeMap<String, String>>,
+    /// Top-level attribute keys every record has (any value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has: Option<Vec<String>>,
     /// Records per page (`query` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
@@ -389,6 +399,8 @@ mod tests {
                 project: Some(OneOrMany::Many(vec!["p".into(), "q".into()])),
                 module: Some(OneOrMany::Many(vec!["m".into()])),
                 text: Some("x".into()),
+                attr: None,
+                has: None,
                 limit: Some(10),
                 cursor: Some("5:a".into()),
                 all: None,

@@ -145,6 +145,43 @@ impl PartialSchema for JsonValue {
 
 impl ToSchema for JsonValue {}
 
+/// A top-level attribute name: not empty, no NUL, no brackets (`attr[<name>]`).
+pub struct AttrName;
+
+impl PartialSchema for AttrName {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[^\\u0000\\[\\]]+$"))
+            .into()
+    }
+}
+
+impl ToSchema for AttrName {}
+
+/// Attribute equality: names to the values they must have.
+pub struct AttrMatch;
+
+impl PartialSchema for AttrMatch {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property_names(Some(AttrName::schema_object()))
+            .additional_properties(Some(AdditionalProperties::RefOr(text_schema().into())))
+            .into()
+    }
+}
+
+impl ToSchema for AttrMatch {}
+
+impl AttrName {
+    fn schema_object() -> ObjectBuilder {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .pattern(Some("^[^\\u0000\\[\\]]+$"))
+    }
+}
+
 /// One string or a non-empty list of them (`project`, `module` of a body).
 pub struct OneOrMany;
 
@@ -208,6 +245,13 @@ pub struct FilterQuery {
     /// Case-insensitive substring of the message (`%` and `_` are literal).
     #[param(pattern = "^[^\\u0000]*$")]
     text: Option<String>,
+    /// Top-level attributes equal to these values: `attr[user]=u1&attr[code]=7` (a value
+    /// matches the string and the number, boolean or null it spells).
+    #[param(style = DeepObject, explode, value_type = Option<AttrMatch>)]
+    attr: Option<String>,
+    /// Top-level attribute keys every record has (repeatable: `has=trace_id`).
+    #[param(value_type = Option<AttrName>)]
+    has: Option<String>,
 }
 
 /// Paging of a list.

@@ -2,6 +2,8 @@
 //! into one checked [`Filter`], with errors naming the parameter. The filter becomes the store's
 //! request body ([`logrelay_plugin_api::store::Params`]), or matches live records for the tail.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use logrelay_plugin_api::Level;
 use logrelay_plugin_api::store::{self, LevelArg, OneOrMany, TimeArg};
@@ -32,6 +34,11 @@ pub struct Filter {
     pub modules: Vec<String>,
     /// Case-insensitive substring of the message (lowercased).
     pub text: Option<String>,
+    /// Top-level attributes equal to these values (a string, or the number, boolean or null
+    /// it spells).
+    pub attr: BTreeMap<String, String>,
+    /// Top-level attribute keys every record has.
+    pub has: Vec<String>,
 }
 
 /// Paging of a list.
@@ -218,6 +225,11 @@ pub fn from_query(
     let mut page = Page::default();
     let mut seen: Vec<&str> = Vec::new();
     for (key, value) in pairs {
+        // `attr[<name>]=<value>` (OpenAPI's deepObject style of the `attr` parameter).
+        let (key, attr_name) = match key.strip_prefix("attr[") {
+            Some(rest) => (&"attr".to_owned(), Some(attr_key(key, rest)?)),
+            None => (key, None),
+        };
         let Some(known) = allowed
             .iter()
             .map(AsRef::as_ref)
@@ -235,7 +247,7 @@ pub fn from_query(
                 ),
             ));
         };
-        let repeatable = matches!(known, "id" | "project" | "module");
+        let repeatable = matches!(known, "id" | "project" | "module" | "has" | "attr");
         if !repeatable && seen.contains(&known) {
             return Err(ApiError::bad(
                 known,
@@ -255,11 +267,55 @@ pub fn from_query(
             "text" => f.text = Some(value.clone()).filter(|t| !t.is_empty()),
             "limit" | "count" => page.limit = Some(parse_count(known, value, max_page_size)?),
             "cursor" => page.cursor = Some(check_cursor(value)?),
+            "has" => {
+                check_attr_name("has", value)?;
+                f.has.push(value.clone());
+            }
+            "attr" => {
+                let name = attr_name.ok_or_else(|| {
+                    ApiError::bad("attr", "write `attr[<name>]=<value>`, e.g. `attr[user]=u1`")
+                })?;
+                if f.attr.insert(name.clone(), value.clone()).is_some() {
+                    return Err(ApiError::bad(
+                        "attr",
+                        format!("`attr[{name}]` is given more than once"),
+                    ));
+                }
+            }
             _ => {}
         }
     }
     f.check()?;
     Ok((f, page))
+}
+
+/// The name inside `attr[<name>]`: not empty, without brackets (no nesting: attributes are
+/// matched at the top level).
+fn attr_key(key: &str, rest: &str) -> Result<String, ApiError> {
+    let name = rest.strip_suffix(']').unwrap_or(rest);
+    if !rest.ends_with(']') || name.is_empty() || name.contains(['[', ']']) {
+        return Err(ApiError::bad(
+            "attr",
+            format!(
+                "`{key}`: write `attr[<name>]=<value>` with a top-level attribute name (no brackets inside)"
+            ),
+        ));
+    }
+    Ok(name.to_owned())
+}
+
+/// An attribute name of `attr` or `has`: not empty, no NUL, no brackets (as the OpenAPI
+/// document's `AttrName` says).
+fn check_attr_name(parameter: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.contains(['[', ']', '\0']) {
+        return Err(ApiError::bad(
+            parameter,
+            format!(
+                "`{parameter}`: `{name}` is not an attribute name; give a top-level name, not empty, without brackets"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A level of a JSON body, or 400 naming `parameter`.
@@ -355,6 +411,12 @@ pub struct FilterBody {
     /// Case-insensitive substring of the message.
     #[schema(value_type = Option<openapi::Text>)]
     text: Option<String>,
+    /// Top-level attributes equal to these values (`{"user": "u1", "code": "7"}`).
+    #[schema(value_type = Option<openapi::AttrMatch>)]
+    attr: Option<BTreeMap<String, String>>,
+    /// Top-level attribute keys every record has.
+    #[schema(value_type = Option<Vec<openapi::AttrName>>, min_items = 1)]
+    has: Option<Vec<String>>,
     /// Must be `true` to delete with an empty filter; it confirms any count.
     #[serde(default)]
     pub all: bool,
@@ -408,7 +470,19 @@ impl FilterBody {
             projects: list("project", self.project)?,
             modules: list("module", self.module)?,
             text: self.text.filter(|t| !t.is_empty()),
+            attr: self.attr.unwrap_or_default(),
+            has: match self.has {
+                Some(v) => list("has", Some(OneOrMany::Many(v)))?,
+                None => Vec::new(),
+            },
         };
+        for (k, v) in &f.attr {
+            check_attr_name("attr", k)?;
+            no_nul("attr", v)?;
+        }
+        for k in &f.has {
+            check_attr_name("has", k)?;
+        }
         f.check()?;
         Ok(f)
     }
@@ -437,6 +511,8 @@ impl Filter {
             project: list(&self.projects),
             module: list(&self.modules),
             text: self.text.clone(),
+            attr: (!self.attr.is_empty()).then(|| self.attr.clone()),
+            has: (!self.has.is_empty()).then(|| self.has.clone()),
             limit: page.and_then(|p| p.limit),
             cursor: page.and_then(|p| p.cursor.clone()),
             all: None,
@@ -466,6 +542,43 @@ impl Filter {
                     None => r.message.to_lowercase().contains(&lower),
                 }
             })
+            && self.attributes_match(r.attributes.as_str())
+    }
+
+    /// `attr` and `has` against a record's attributes (parsed only when the filter has them).
+    fn attributes_match(&self, attributes: &str) -> bool {
+        if self.attr.is_empty() && self.has.is_empty() {
+            return true;
+        }
+        let Ok(map) =
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(attributes)
+        else {
+            return false;
+        };
+        self.has.iter().all(|k| map.contains_key(k))
+            && self.attr.iter().all(|(k, want)| match map.get(k) {
+                Some(serde_json::Value::String(s)) => s == want,
+                Some(
+                    v @ (serde_json::Value::Number(_)
+                    | serde_json::Value::Bool(_)
+                    | serde_json::Value::Null),
+                ) => {
+                    // The value the text spells, compared as the store does (`7` = `7.0`).
+                    serde_json::from_str::<serde_json::Value>(want)
+                        .is_ok_and(|w| same_scalar(v, &w))
+                }
+                _ => false,
+            })
+    }
+}
+
+/// JSON scalars equal as PostgreSQL's `jsonb` compares them: numbers by value.
+fn same_scalar(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a, b) {
+        (serde_json::Value::Number(x), serde_json::Value::Number(y)) => {
+            x == y || x.as_f64().zip(y.as_f64()).is_some_and(|(x, y)| x == y)
+        }
+        _ => a == b,
     }
 }
 
@@ -589,6 +702,28 @@ mod tests {
                 "pattern and parser disagree on {c:?}"
             );
         }
+    }
+
+    #[test]
+    fn live_records_match_attribute_filters_as_the_store_does() {
+        let (f, _) = from_query(
+            &pairs(&[("attr[user]", "u1"), ("attr[code]", "7"), ("has", "trace")]),
+            &["attr", "has"],
+            100,
+        )
+        .unwrap();
+        let r = |a: &str| {
+            logrelay_plugin_api::Record::new("a", 1, Level::INFO, "p", "m", "x").with_attributes(a)
+        };
+        assert!(f.matches(&r(r#"{"user":"u1","code":7.0,"trace":null}"#), None));
+        assert!(f.matches(&r(r#"{"user":"u1","code":"7","trace":1}"#), None));
+        assert!(
+            !f.matches(&r(r#"{"user":"u1","code":7}"#), None),
+            "no trace"
+        );
+        assert!(!f.matches(&r(r#"{"user":"u2","code":7,"trace":1}"#), None));
+        assert!(!f.matches(&r(r#"{"user":["u1"],"code":7,"trace":1}"#), None));
+        assert!(!f.matches(&r("not json"), None));
     }
 
     #[test]

@@ -779,6 +779,9 @@ struct Filter {
     projects: Option<Vec<String>>,
     modules: Option<Vec<String>>,
     text: Option<String>,
+    /// (key, value) pairs: attribute `key` equals `value` (see `Params::attr`).
+    attr: Vec<(String, String)>,
+    has: Option<Vec<String>>,
 }
 
 impl Filter {
@@ -812,7 +815,26 @@ impl Filter {
             projects: list("project", p.project.clone().map(OneOrMany::into_vec))?,
             modules: list("module", p.module.clone().map(OneOrMany::into_vec))?,
             text: p.text.clone().filter(|t| !t.is_empty()),
+            attr: p
+                .attr
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            has: list("has", p.has.clone())?,
         };
+        for (k, v) in &f.attr {
+            if k.is_empty() {
+                return Err(TimescaleError::BadRequest(
+                    "`attr`: an attribute name is empty".to_owned(),
+                ));
+            }
+            no_nul("attr", k)?;
+            no_nul("attr", v)?;
+        }
+        for k in f.has.iter().flatten() {
+            no_nul("has", k)?;
+        }
         // `to` at or before `from`: an empty range, which matches nothing.
         if let Some(t) = &f.text {
             no_nul("text", t)?;
@@ -829,6 +851,8 @@ impl Filter {
             && self.projects.is_none()
             && self.modules.is_none()
             && self.text.is_none()
+            && self.attr.is_empty()
+            && self.has.is_none()
     }
 
     /// Appends ` WHERE TRUE AND ...`.
@@ -861,6 +885,22 @@ impl Filter {
                 }
                 None => {}
             }
+        }
+        // Containment (`@>`) and key existence (`?&`): both served by a GIN index on
+        // `attributes` (jsonb_ops) when there is one.
+        for (key, value) in &self.attr {
+            qb.push(" AND (attributes @> ")
+                .push_bind(json!({ key: value }));
+            if let Ok(typed @ (Value::Number(_) | Value::Bool(_) | Value::Null)) =
+                serde_json::from_str::<Value>(value)
+            {
+                qb.push(" OR attributes @> ")
+                    .push_bind(json!({ key: typed }));
+            }
+            qb.push(")");
+        }
+        if let Some(keys) = &self.has {
+            qb.push(" AND attributes ?& ").push_bind(keys.clone());
         }
         if let Some(text) = &self.text {
             let escaped = text

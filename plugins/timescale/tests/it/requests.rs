@@ -509,3 +509,89 @@ fn sql_is_read_only_unless_write_and_bounded() {
         json!([[1.0, null]])
     );
 }
+
+/// `attr` (equality on top-level attributes, a string or the number/boolean it spells) and
+/// `has` (key existence) combine with the other filters, page with cursors, and apply to
+/// `stats` and `delete_by_filter` alike.
+#[test]
+fn attribute_filters() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let all: Vec<Record> = records(0, 120)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let trace = if i % 10 == 0 {
+                format!(r#","trace":"t{i}""#)
+            } else {
+                String::new()
+            };
+            r.with_attributes(format!(
+                r#"{{"seq":{i},"user":"u{}","code":{},"flag":{},"tag":"{}"{trace}}}"#,
+                i % 3,
+                i % 4,
+                i % 2 == 0,
+                i % 4
+            ))
+        })
+        .collect();
+    h.handle_batch(&all).expect("write");
+    let attr =
+        |r: &Record| -> Value { serde_json::from_str(r.attributes.as_str()).expect("attributes") };
+    let cases: Vec<(Value, Vec<String>)> = vec![
+        (
+            json!({"attr": {"user": "u1"}, "limit": 1000}),
+            expect(&all, |r| attr(r)["user"] == "u1"),
+        ),
+        // "2" matches the number 2 and the string "2".
+        (
+            json!({"attr": {"code": "2", "tag": "2"}, "limit": 1000}),
+            expect(&all, |r| attr(r)["code"] == 2),
+        ),
+        (
+            json!({"attr": {"flag": "true"}, "project": "p1", "limit": 1000}),
+            expect(&all, |r| {
+                attr(r)["flag"] == true && r.project.as_str() == "p1"
+            }),
+        ),
+        (
+            json!({"has": ["trace"], "limit": 1000}),
+            expect(&all, |r| attr(r).get("trace").is_some()),
+        ),
+        (
+            json!({"has": ["trace", "user"], "attr": {"user": "u0"}, "min_level": "info", "limit": 1000}),
+            expect(&all, |r| {
+                attr(r).get("trace").is_some() && attr(r)["user"] == "u0" && r.level.0 >= 2
+            }),
+        ),
+        (json!({"attr": {"user": "nobody"}}), vec![]),
+        (json!({"has": ["nothing"]}), vec![]),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(ids(&ok(&h, "query", body.clone())), expected, "{body}");
+    }
+    // Pages under an attribute filter.
+    let mut seen = Vec::new();
+    let mut body = json!({"attr": {"user": "u2"}, "limit": 7});
+    loop {
+        let answer = ok(&h, "query", body.clone());
+        seen.extend(ids(&answer));
+        match answer["next"].as_str() {
+            Some(c) => body["cursor"] = json!(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expect(&all, |r| attr(r)["user"] == "u2"));
+    assert_eq!(ok(&h, "stats", json!({"has": ["trace"]}))["total"], 12);
+    refused(&h, "query", json!({"has": []}), "`has`");
+    refused(&h, "query", json!({"attr": {"": "x"}}), "`attr`");
+    refused(&h, "query", json!({"attr": {"a": "x\u{0}"}}), "`attr`");
+    let n = ok(
+        &h,
+        "delete_by_filter",
+        json!({"attr": {"user": "u0"}, "has": ["trace"]}),
+    );
+    assert_eq!(n["deleted"], 4);
+    assert_eq!(count(&h), 116);
+}
