@@ -163,6 +163,10 @@ fn parameter_of(message: &str) -> Option<String> {
         "attributes",
         "merge_attributes",
         "all",
+        "timestamp",
+        "attr",
+        "has",
+        "confirm",
     ];
     known.contains(&name.as_str()).then_some(name)
 }

@@ -470,12 +470,17 @@ impl Api {
         max_rows: Option<u64>,
         max_percent: Option<f64>,
     ) -> Result<(), TimescaleError> {
-        let estimate = self.rows_estimate().await?;
-        let by_share = max_percent.map(|p| (p / 100.0 * estimate as f64).floor() as u64);
-        let limit = match (max_rows, by_share) {
-            (Some(a), Some(b)) => a.min(b),
-            (Some(a), None) | (None, Some(a)) => a,
-            (None, None) => return Ok(()),
+        let mut estimate = self.rows_estimate().await?;
+        let limit_for = |estimate: u64| -> Option<u64> {
+            let by_share = max_percent.map(|p| (p / 100.0 * estimate as f64).floor() as u64);
+            match (max_rows, by_share) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (Some(a), None) | (None, Some(a)) => Some(a),
+                (None, None) => None,
+            }
+        };
+        let Some(mut limit) = limit_for(estimate) else {
+            return Ok(());
         };
         // Counting stops one row past the limit: a small delete reads only what it deletes.
         let mut qb = QueryBuilder::<Postgres>::new(format!(
@@ -502,6 +507,22 @@ impl Api {
             .await
             .map_err(rejected("delete_by_filter"))?;
         let matched = matched as u64;
+        if matched > estimate && max_percent.is_some() {
+            // The statistics are behind (rows added since the last ANALYZE): count the table
+            // before refusing by a share of it.
+            let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT count(*) FROM {}",
+                self.table
+            )))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(rejected("delete_by_filter"))?;
+            estimate = total as u64;
+            limit = limit_for(estimate).unwrap_or(limit);
+            if matched <= limit {
+                return Ok(());
+            }
+        }
         let mut rules = Vec::new();
         if let Some(n) = max_rows {
             rules.push(format!("{n} rows"));

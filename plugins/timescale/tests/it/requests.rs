@@ -595,3 +595,30 @@ fn attribute_filters() {
     assert_eq!(n["deleted"], 4);
     assert_eq!(count(&h), 116);
 }
+
+/// Statistics taken when the table was small do not make a share look larger than it is:
+/// before refusing by a share, the store counts the table.
+#[test]
+fn the_share_rule_counts_the_table_when_its_statistics_are_behind() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    h.handle_batch(&records(0, 10)).expect("write");
+    ok(&h, "sql", json!({"query": "ANALYZE logs", "write": true}));
+    h.handle_batch(&records(10, 290)).expect("write");
+    // 100 of 300 rows is a third, under half, though the statistics say 10 rows.
+    let n = ok(
+        &h,
+        "delete_by_filter",
+        json!({"project": "p1", "refuse_over_percent": 50.0}),
+    );
+    assert_eq!(n["deleted"], 100);
+    let err = request(
+        &h,
+        "delete_by_filter",
+        json!({"min_level": "trace", "refuse_over_percent": 50.0}),
+    )
+    .expect_err("every row is more than half");
+    let t = TooMany::from_message(&err.message).expect("too many");
+    assert_eq!((t.matched, t.rows_estimate), (200, 200));
+}
