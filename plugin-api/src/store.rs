@@ -13,6 +13,8 @@
 //! `retention_run`) are passed through by the HTTP API untouched; README.md of the `timescale`
 //! connector documents them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -129,6 +131,14 @@ pub struct Params {
     /// Case-insensitive substring of the message.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Top-level attributes that equal these values: `{"user": "u1", "code": "7"}`. A value
+    /// matches a JSON string equal to it, and also the number, boolean or null it spells
+    /// (`"7"` matches `"code": 7` and `"code": "7"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attr: Option<BTreeMap<String, String>>,
+    /// Top-level attribute keys every record has (any value).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub has: Option<Vec<String>>,
     /// Records per page (`query` only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
@@ -138,23 +148,39 @@ pub struct Params {
     /// `true` lets `delete_by_filter` run with an empty filter.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub all: Option<bool>,
+    /// `delete_by_filter` only: refuse ([`TooMany`]) when more rows than this match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refuse_over_rows: Option<u64>,
+    /// `delete_by_filter` only: refuse ([`TooMany`]) when more than this share of the table's
+    /// rows (0-100, of PostgreSQL's estimate) match.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refuse_over_percent: Option<f64>,
 }
 
-/// The body of `get`.
+/// The body of `get`: a record named by its id, and by its time where the id alone names
+/// several rows (the key is `(id, timestamp)`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IdBody {
     /// The record's id.
     pub id: String,
+    /// The record's time (matched at the stored precision, microseconds); needed only when
+    /// the id names several rows, which the store then answers with [`Ambiguous`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<TimeArg>,
 }
 
-/// The body of `delete`: `id` or `ids`, not both.
+/// The body of `delete`: `id` (with `timestamp` where the id names several rows) or `ids`.
+/// An id that names several rows is refused with [`Ambiguous`] and nothing is deleted.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteBody {
     /// One record.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
+    /// The time of the record `id` names (only with `id`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<TimeArg>,
     /// A list of records.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ids: Option<Vec<String>>,
@@ -200,6 +226,9 @@ pub struct InRecord {
 pub struct UpdateBody {
     /// The record's id.
     pub id: String,
+    /// The record's time, where the id names several rows (as in [`IdBody`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<TimeArg>,
     /// The new level.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub level: Option<LevelArg>,
@@ -215,7 +244,7 @@ pub struct UpdateBody {
     /// Replaces the attributes.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attributes: Option<Map<String, Value>>,
-    /// Merged into the attributes (`attributes || this`).
+    /// Merged into the attributes (`attributes || this`; with `attributes`, merged into those).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merge_attributes: Option<Map<String, Value>>,
 }
@@ -251,8 +280,85 @@ pub struct Added {
 /// The answer of `update`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Updated {
-    /// Rows changed.
+    /// Rows changed (1: an update names exactly one row).
     pub updated: u64,
+    /// The record as it now is (the same shape as `get`'s answer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<Value>,
+}
+
+/// One row an ambiguous id names: pass its `timestamp` (or `timestamp_ns`) back to pick it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Candidate {
+    /// The id.
+    pub id: String,
+    /// The row's time, RFC 3339 with microseconds.
+    pub timestamp: String,
+    /// The same time in nanoseconds since the epoch.
+    pub timestamp_ns: i64,
+}
+
+/// The refusal of `get`, `update` and `delete` when an id without a time names several rows:
+/// nothing was read or changed. It travels as a `permanent` error whose message is
+/// [`Ambiguous::PREFIX`] followed by this value's JSON ([`Ambiguous::message`],
+/// [`Ambiguous::from_message`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Ambiguous {
+    /// What is wrong and how to pick one row.
+    pub error: String,
+    /// The rows, newest first (at most [`Ambiguous::MAX_CANDIDATES`]).
+    pub candidates: Vec<Candidate>,
+    /// How many rows the request named.
+    pub matched: u64,
+}
+
+impl Ambiguous {
+    /// How an error message carrying an [`Ambiguous`] starts.
+    pub const PREFIX: &'static str = "ambiguous: ";
+    /// The most candidates one answer lists.
+    pub const MAX_CANDIDATES: usize = 100;
+
+    /// The error message: the prefix and the JSON.
+    pub fn message(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
+        format!("{}{json}", Self::PREFIX)
+    }
+
+    /// The value inside an error message written by [`Ambiguous::message`].
+    pub fn from_message(message: &str) -> Option<Ambiguous> {
+        serde_json::from_str(message.strip_prefix(Self::PREFIX)?).ok()
+    }
+}
+
+/// The refusal of `delete_by_filter` when more rows match than its `refuse_over_rows` or
+/// `refuse_over_percent` allow: nothing was deleted. It travels as a `permanent` error whose
+/// message is [`TooMany::PREFIX`] followed by this value's JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TooMany {
+    /// What is wrong and how to go ahead anyway.
+    pub error: String,
+    /// Rows the filter matches.
+    pub matched: u64,
+    /// The most rows that may be deleted without confirmation.
+    pub limit: u64,
+    /// The table's rows (PostgreSQL's estimate).
+    pub rows_estimate: u64,
+}
+
+impl TooMany {
+    /// How an error message carrying a [`TooMany`] starts.
+    pub const PREFIX: &'static str = "too many: ";
+
+    /// The error message: the prefix and the JSON.
+    pub fn message(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_else(|_| "{}".to_owned());
+        format!("{}{json}", Self::PREFIX)
+    }
+
+    /// The value inside an error message written by [`TooMany::message`].
+    pub fn from_message(message: &str) -> Option<TooMany> {
+        serde_json::from_str(message.strip_prefix(Self::PREFIX)?).ok()
+    }
 }
 
 /// The answer of `delete` and `delete_by_filter`.
@@ -293,9 +399,13 @@ mod tests {
                 project: Some(OneOrMany::Many(vec!["p".into(), "q".into()])),
                 module: Some(OneOrMany::Many(vec!["m".into()])),
                 text: Some("x".into()),
+                attr: None,
+                has: None,
                 limit: Some(10),
                 cursor: Some("5:a".into()),
                 all: None,
+                refuse_over_rows: None,
+                refuse_over_percent: None,
             },
             r#"{"cursor":"5:a","from":1,"ids":["a"],"level":3,"limit":10,"min_level":2,"module":["m"],"project":["p","q"],"text":"x","to":2}"#,
         );
@@ -306,10 +416,24 @@ mod tests {
             },
             r#"{"all":true}"#,
         );
-        round_trip(IdBody { id: "a".into() }, r#"{"id":"a"}"#);
+        round_trip(
+            IdBody {
+                id: "a".into(),
+                timestamp: None,
+            },
+            r#"{"id":"a"}"#,
+        );
+        round_trip(
+            IdBody {
+                id: "a".into(),
+                timestamp: Some(TimeArg::Ns(5)),
+            },
+            r#"{"id":"a","timestamp":5}"#,
+        );
         round_trip(
             DeleteBody {
                 id: Some("a".into()),
+                timestamp: None,
                 ids: None,
             },
             r#"{"id":"a"}"#,
@@ -332,6 +456,7 @@ mod tests {
         round_trip(
             UpdateBody {
                 id: "a".into(),
+                timestamp: None,
                 level: Some(LevelArg::Num(4)),
                 message: Some("m".into()),
                 project: None,
@@ -361,8 +486,38 @@ mod tests {
             },
             r#"{"ids":["a"],"inserted":1}"#,
         );
-        round_trip(Updated { updated: 1 }, r#"{"updated":1}"#);
+        round_trip(
+            Updated {
+                updated: 1,
+                record: None,
+            },
+            r#"{"updated":1}"#,
+        );
         round_trip(Deleted { deleted: 0 }, r#"{"deleted":0}"#);
+    }
+
+    #[test]
+    fn refusals_travel_inside_error_messages() {
+        let a = Ambiguous {
+            error: "id `a` names 2 records".into(),
+            candidates: vec![Candidate {
+                id: "a".into(),
+                timestamp: "1970-01-01T00:00:00.000001Z".into(),
+                timestamp_ns: 1000,
+            }],
+            matched: 2,
+        };
+        let m = a.message();
+        assert!(m.starts_with(Ambiguous::PREFIX), "{m}");
+        assert_eq!(Ambiguous::from_message(&m), Some(a));
+        assert_eq!(Ambiguous::from_message("not found: x"), None);
+        let t = TooMany {
+            error: "too many".into(),
+            matched: 10,
+            limit: 5,
+            rows_estimate: 10,
+        };
+        assert_eq!(TooMany::from_message(&t.message()), Some(t));
     }
 
     #[test]

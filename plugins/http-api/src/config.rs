@@ -54,6 +54,15 @@ pub struct Config {
     /// A keep-alive comment is sent to idle live-tail clients this often. Default 15000.
     #[serde(default = "default_stream_keep_alive_ms")]
     pub stream_keep_alive_ms: u64,
+    /// `POST /logs/delete` whose filter matches more rows than this needs `"confirm": true`.
+    /// Default 10000; 0: every delete by filter that matches anything needs it.
+    #[serde(default = "default_delete_confirm_rows")]
+    pub delete_confirm_rows: u64,
+    /// `POST /logs/delete` whose filter matches more than this share of the stored rows
+    /// (percent of PostgreSQL's estimate) needs `"confirm": true`. Default 50; 100: no share
+    /// asks for it.
+    #[serde(default = "default_delete_confirm_percent")]
+    pub delete_confirm_percent: f64,
 }
 
 fn default_listen() -> String {
@@ -80,6 +89,12 @@ const fn default_max_stream_clients() -> usize {
 const fn default_stream_keep_alive_ms() -> u64 {
     15_000
 }
+const fn default_delete_confirm_rows() -> u64 {
+    10_000
+}
+const fn default_delete_confirm_percent() -> f64 {
+    50.0
+}
 
 /// The checked settings.
 #[derive(Debug, Clone)]
@@ -104,6 +119,10 @@ pub struct Settings {
     pub max_stream_clients: usize,
     /// Keep-alive period of the live tail.
     pub stream_keep_alive: Duration,
+    /// Rows a delete by filter may remove without `confirm`.
+    pub delete_confirm_rows: u64,
+    /// Share of the rows (percent, 0-100) a delete by filter may remove without `confirm`.
+    pub delete_confirm_percent: f64,
 }
 
 fn invalid(option: &str, reason: impl Into<String>) -> HttpApiError {
@@ -173,6 +192,15 @@ impl Config {
         if self.stream_keep_alive_ms == 0 {
             return Err(invalid("stream_keep_alive_ms", "must be at least 1"));
         }
+        if !(0.0..=100.0).contains(&self.delete_confirm_percent) {
+            return Err(invalid(
+                "delete_confirm_percent",
+                format!(
+                    "is {}; give a percentage from 0 to 100",
+                    self.delete_confirm_percent
+                ),
+            ));
+        }
         Ok(Settings {
             listen,
             store,
@@ -184,6 +212,8 @@ impl Config {
             stream_buffer_batches: self.stream_buffer_batches,
             max_stream_clients: self.max_stream_clients,
             stream_keep_alive: Duration::from_millis(self.stream_keep_alive_ms),
+            delete_confirm_rows: self.delete_confirm_rows,
+            delete_confirm_percent: self.delete_confirm_percent,
         })
     }
 }
@@ -221,6 +251,11 @@ mod tests {
                 .contains("max_page_size")
         );
         assert!(config(r#", "store": " ""#).is_err());
+        assert!(
+            config(r#", "delete_confirm_percent": 150"#)
+                .unwrap_err()
+                .contains("delete_confirm_percent")
+        );
         assert!(config(r#", "lisen": "x""#).unwrap_err().contains("lisen"));
     }
 }

@@ -4,8 +4,10 @@
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use logrelay_plugin_api::store::{Ambiguous, TooMany};
 use logrelay_plugin_api::{ErrorKind, PluginError};
 use serde::Serialize;
+use serde_json::{Map, Value};
 
 /// What can go wrong while starting the `http-api` connector.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,8 @@ pub struct ApiError {
     pub message: String,
     /// The query parameter or body field at fault, when there is one.
     pub parameter: Option<String>,
+    /// More fields of the answer (`candidates` of a 409...).
+    pub extra: Map<String, Value>,
 }
 
 #[derive(Serialize)]
@@ -58,6 +62,8 @@ struct Body<'a> {
     error: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     parameter: Option<&'a str>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
 }
 
 impl ApiError {
@@ -67,6 +73,7 @@ impl ApiError {
             status,
             message: message.into(),
             parameter: None,
+            extra: Map::new(),
         }
     }
 
@@ -94,6 +101,22 @@ impl ApiError {
             }
             if let Some(rest) = msg.strip_prefix("not found: ") {
                 return ApiError::new(StatusCode::NOT_FOUND, rest);
+            }
+            if let Some(a) = Ambiguous::from_message(msg) {
+                let mut err = ApiError::new(StatusCode::CONFLICT, a.error).at("timestamp");
+                err.extra
+                    .insert("candidates".to_owned(), serde_json::json!(a.candidates));
+                err.extra
+                    .insert("matched".to_owned(), serde_json::json!(a.matched));
+                return err;
+            }
+            if let Some(t) = TooMany::from_message(msg) {
+                let mut err = ApiError::new(StatusCode::CONFLICT, t.error).at("confirm");
+                err.extra
+                    .insert("matched".to_owned(), serde_json::json!(t.matched));
+                err.extra
+                    .insert("limit".to_owned(), serde_json::json!(t.limit));
+                return err;
             }
             if msg.contains("statement timeout") {
                 return ApiError::new(
@@ -140,6 +163,10 @@ fn parameter_of(message: &str) -> Option<String> {
         "attributes",
         "merge_attributes",
         "all",
+        "timestamp",
+        "attr",
+        "has",
+        "confirm",
     ];
     known.contains(&name.as_str()).then_some(name)
 }
@@ -149,6 +176,7 @@ impl IntoResponse for ApiError {
         let body = Body {
             error: &self.message,
             parameter: self.parameter.as_deref(),
+            extra: &self.extra,
         };
         let mut response = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {

@@ -3,7 +3,7 @@
 //! | route | store call |
 //! | --- | --- |
 //! | `GET /log?id=` | `get` |
-//! | `POST /log` (JSON: `id` and the fields to change) | `update`, then `get` |
+//! | `POST /log` (JSON: `id`, `timestamp` where the id names several rows, the fields to change) | `update` |
 //! | `DELETE /log?id=` | `delete` |
 //! | `GET /log/by_count?count=`, `/log/by_dates?from=&to=`, `/log/by_level?level=`, `/log/by_module?module=`, `/log/by_project?project=` | `query` |
 //! | `GET /logs?` every filter, `text`, `limit`, `cursor` | `query` |
@@ -25,14 +25,20 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use logrelay_plugin_api::constant_time_eq;
 use logrelay_plugin_api::store::{
-    DeleteBody, Deleted, IdBody, LevelArg, UpdateBody, Updated, method,
+    DeleteBody, Deleted, IdBody, LevelArg, TimeArg, UpdateBody, method,
 };
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
-use serde_json::{Value, json};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
 
 use crate::config::{Settings, TOKEN_VAR};
 use crate::error::ApiError;
-use crate::params::{self, Filter, FilterBody, Page, from_query, resolve_level};
+use crate::openapi::{
+    self, CountQuery, DatesQuery, FilterQuery, LevelQuery, ModuleQuery, PageQuery, ProjectQuery,
+    RecordKey,
+};
+use crate::params::{self, Filter, FilterBody, Page, QuerySpec, parse_time, resolve_level};
 use crate::store::Store;
 use crate::stream::Hub;
 
@@ -95,8 +101,7 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
                 .headers()
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.strip_prefix("Bearer "))
-                .map(str::trim);
+                .and_then(bearer);
             match given {
                 None => {
                     return ApiError::new(
@@ -124,6 +129,17 @@ async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Re
         None => {}
     }
     next.run(request).await
+}
+
+/// The token of an `Authorization: Bearer <token>` header value. The scheme is matched without
+/// regard to case (RFC 7235: `bearer`, `BEARER`...), and any run of spaces or tabs may follow it.
+fn bearer(value: &str) -> Option<&str> {
+    let value = value.trim();
+    let (scheme, token) = value.split_once([' ', '\t'])?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches([' ', '\t']))
+        .filter(|t| !t.is_empty())
 }
 
 /// Gives up on a request (store call included) after `request_timeout_ms`.
@@ -225,37 +241,86 @@ async fn query(state: &AppState, filter: &Filter, page: Page) -> ApiResult {
         .map(json_response)
 }
 
-const PAGING: [&str; 2] = ["limit", "cursor"];
+/// The query parameters of each route, from the types its OpenAPI operation lists.
+mod spec {
+    use std::sync::LazyLock;
 
-async fn list_by(state: AppState, q: Pairs, key: &str) -> ApiResult {
+    use crate::openapi::{
+        CountQuery, DatesQuery, FilterQuery, LevelQuery, ModuleQuery, PageQuery, ProjectQuery,
+        RecordKey,
+    };
+    use crate::params::QuerySpec;
+
+    pub static RECORD: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::one::<RecordKey>);
+    pub static COUNT: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::one::<CountQuery>);
+    pub static DATES: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::two::<DatesQuery, PageQuery>);
+    pub static LEVEL: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::two::<LevelQuery, PageQuery>);
+    pub static MODULE: LazyLock<QuerySpec> =
+        LazyLock::new(QuerySpec::two::<ModuleQuery, PageQuery>);
+    pub static PROJECT: LazyLock<QuerySpec> =
+        LazyLock::new(QuerySpec::two::<ProjectQuery, PageQuery>);
+    pub static LOGS: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::two::<FilterQuery, PageQuery>);
+    pub static FILTER: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::one::<FilterQuery>);
+}
+
+async fn list(state: AppState, q: Pairs, spec: &QuerySpec) -> ApiResult {
     let p = pairs(q)?;
-    required(&p, key)?;
-    let allowed = [key, PAGING[0], PAGING[1]];
-    let (filter, page) = from_query(&p, &allowed, state.settings.max_page_size.get())?;
+    let (filter, page) = spec.parse(&p, state.settings.max_page_size.get())?;
     query(&state, &filter, page).await
 }
 
-async fn get_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
+/// The record `/log` names: `id`, and `timestamp` where the id alone names several rows.
+fn record_key(p: &[(String, String)]) -> Result<(String, Option<TimeArg>), ApiError> {
+    spec::RECORD.parse(p, 1)?;
+    if p.iter().filter(|(k, _)| k == "id").count() > 1 {
+        return Err(ApiError::bad(
+            "id",
+            "`id` is given more than once; `/log` names one record (POST /logs/delete takes a list)",
+        ));
+    }
+    let id = required(p, "id")?.to_owned();
+    let timestamp = p
+        .iter()
+        .find(|(k, _)| k == "timestamp")
+        .map(|(_, v)| parse_time("timestamp", v).map(TimeArg::Ns))
+        .transpose()?;
+    Ok((id, timestamp))
+}
+
+/// One record by id (and time, where the id names several rows).
+#[utoipa::path(get, path = "/log", tag = "log", params(RecordKey), responses(
+    (status = 200, description = "the record", body = openapi::Record),
+    (status = 404, description = "no record with this id (and time)", body = openapi::Error),
+    (status = 409, description = "the id names several rows: `candidates` lists them; give `timestamp`", body = openapi::Conflict),
+))]
+pub(crate) async fn get_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let p = pairs(q)?;
-    from_query(&p, &["id"], 1)?;
-    let id = required(&p, "id")?;
+    let (id, timestamp) = record_key(&p)?;
     let text = state
         .store
-        .call(method::GET, &IdBody { id: id.to_owned() })
+        .call(method::GET, &IdBody { id, timestamp })
         .await?;
     Ok(json_response(text))
 }
 
-async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
+/// Deletes one record by id (and time, where the id names several rows).
+#[utoipa::path(delete, path = "/log", tag = "log", params(RecordKey), responses(
+    (status = 200, description = "the row deleted", body = openapi::Deleted),
+    (status = 403, description = "no token is configured: deleting is disabled", body = openapi::Error),
+    (status = 404, description = "no record with this id (and time)", body = openapi::Error),
+    (status = 409, description = "the id names several rows: `candidates` lists them; give `timestamp`", body = openapi::Conflict),
+))]
+pub(crate) async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let p = pairs(q)?;
-    from_query(&p, &["id"], 1)?;
-    let id = required(&p, "id")?;
+    let (id, timestamp) = record_key(&p)?;
+    let exact = timestamp.is_some();
     let text = state
         .store
         .call(
             method::DELETE,
             &DeleteBody {
-                id: Some(id.to_owned()),
+                id: Some(id.clone()),
+                timestamp,
                 ids: None,
             },
         )
@@ -264,25 +329,73 @@ async fn delete_log(State(state): State<AppState>, q: Pairs) -> ApiResult {
         .ok()
         .map(|d| d.deleted);
     if deleted == Some(0) {
-        return Err(
-            ApiError::new(StatusCode::NOT_FOUND, format!("no record with id `{id}`")).at("id"),
-        );
+        let what = if exact {
+            format!("no record with id `{id}` at that `timestamp`")
+        } else {
+            format!("no record with id `{id}`")
+        };
+        return Err(ApiError::new(StatusCode::NOT_FOUND, what).at("id"));
     }
     Ok(json_response(text))
 }
 
-/// `POST /log`: the body is the store's `update` body, checked here so that a bad field is a
-/// 400 naming it; the level goes on as its number.
-async fn update_log(
+/// The body of `POST /log`: the record (`id`, and `timestamp` where the id names several rows)
+/// and the fields to change. Without a field to change, the record is answered unchanged.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateLog {
+    /// The record's id.
+    #[schema(value_type = openapi::Text)]
+    id: String,
+    /// The record's time, needed only when the id names several rows.
+    #[schema(value_type = Option<openapi::Time>)]
+    #[serde(default, deserialize_with = "params::lenient::time")]
+    timestamp: Option<TimeArg>,
+    /// The new level.
+    #[schema(value_type = Option<openapi::Level>)]
+    #[serde(default, deserialize_with = "params::lenient::level")]
+    level: Option<LevelArg>,
+    /// The new message.
+    #[schema(value_type = Option<openapi::Text>)]
+    message: Option<String>,
+    /// The new project.
+    #[schema(value_type = Option<openapi::Text>)]
+    project: Option<String>,
+    /// The new module.
+    #[schema(value_type = Option<openapi::Text>)]
+    module: Option<String>,
+    /// Replaces the attributes.
+    #[schema(value_type = Option<openapi::Attributes>)]
+    attributes: Option<Map<String, Value>>,
+    /// Merged into the attributes (with `attributes`: into those).
+    #[schema(value_type = Option<openapi::Attributes>)]
+    merge_attributes: Option<Map<String, Value>>,
+}
+
+/// `POST /log`: checked here so that a bad field is a 400 naming it; the level and the time go
+/// on as numbers. The answer is the store's: `{"updated": 1, "record": {...}}`.
+#[utoipa::path(post, path = "/log", tag = "log", request_body = UpdateLog, responses(
+    (status = 200, description = "the record as it now is", body = openapi::Updated),
+    (status = 403, description = "no token is configured: changes are disabled", body = openapi::Error),
+    (status = 404, description = "no record with this id (and time)", body = openapi::Error),
+    (status = 409, description = "the id names several rows: `candidates` lists them; give `timestamp`", body = openapi::Conflict),
+    (status = 413, description = "the body is larger than `max_body_bytes`", body = openapi::Error),
+))]
+pub(crate) async fn update_log(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    let b: UpdateBody = body(bytes)?;
+    let b: UpdateLog = body(bytes)?;
     let level = match &b.level {
         Some(l) => Some(LevelArg::Num(resolve_level(l, "level")?.0)),
         None => None,
     };
+    let timestamp = match &b.timestamp {
+        Some(TimeArg::Text(t)) => Some(TimeArg::Ns(parse_time("timestamp", t)?)),
+        other => other.clone(),
+    };
     for (name, v) in [
+        ("id", &Some(b.id.clone())),
         ("message", &b.message),
         ("project", &b.project),
         ("module", &b.module),
@@ -293,12 +406,6 @@ async fn update_log(
                 format!("`{name}` contains a NUL character"),
             ));
         }
-    }
-    if b.attributes.is_some() && b.merge_attributes.is_some() {
-        return Err(ApiError::bad(
-            "merge_attributes",
-            "give `attributes` (replaces them) or `merge_attributes` (merged into them), not both",
-        ));
     }
     for (name, v) in [
         ("attributes", &b.attributes),
@@ -313,77 +420,75 @@ async fn update_log(
             ));
         }
     }
-    let change = UpdateBody { level, ..b };
-    if change.level.is_none()
-        && change.message.is_none()
-        && change.project.is_none()
-        && change.module.is_none()
-        && change.attributes.is_none()
-        && change.merge_attributes.is_none()
-    {
-        return Err(ApiError::bad(
-            "body",
-            "nothing to change: give at least one of `level`, `message`, `project`, `module`, `attributes`, `merge_attributes`",
-        ));
-    }
+    let change = UpdateBody {
+        id: b.id,
+        timestamp,
+        level,
+        message: b.message,
+        project: b.project,
+        module: b.module,
+        attributes: b.attributes,
+        merge_attributes: b.merge_attributes,
+    };
     let updated = state.store.call(method::UPDATE, &change).await?;
-    let updated = serde_json::from_str::<Updated>(&updated)
-        .ok()
-        .map(|u| u.updated);
-    let record = state
-        .store
-        .call(method::GET, &IdBody { id: change.id })
-        .await?;
-    let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-    Ok(json_response(
-        json!({ "updated": updated, "record": record }).to_string(),
-    ))
+    Ok(json_response(updated))
 }
 
-async fn by_count(State(state): State<AppState>, q: Pairs) -> ApiResult {
+/// The newest `count` records.
+#[utoipa::path(get, path = "/log/by_count", tag = "logs", params(CountQuery), responses(
+    (status = 200, description = "a page of records, newest first", body = openapi::Page),
+))]
+pub(crate) async fn by_count(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list(state, q, &spec::COUNT).await
+}
+
+/// Records between two times.
+#[utoipa::path(get, path = "/log/by_dates", tag = "logs", params(DatesQuery, PageQuery), responses(
+    (status = 200, description = "a page of records, newest first", body = openapi::Page),
+))]
+pub(crate) async fn by_dates(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list(state, q, &spec::DATES).await
+}
+
+/// Records of exactly one level.
+#[utoipa::path(get, path = "/log/by_level", tag = "logs", params(LevelQuery, PageQuery), responses(
+    (status = 200, description = "a page of records, newest first", body = openapi::Page),
+))]
+pub(crate) async fn by_level(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list(state, q, &spec::LEVEL).await
+}
+
+/// Records of one module.
+#[utoipa::path(get, path = "/log/by_module", tag = "logs", params(ModuleQuery, PageQuery), responses(
+    (status = 200, description = "a page of records, newest first", body = openapi::Page),
+))]
+pub(crate) async fn by_module(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list(state, q, &spec::MODULE).await
+}
+
+/// Records of one project.
+#[utoipa::path(get, path = "/log/by_project", tag = "logs", params(ProjectQuery, PageQuery), responses(
+    (status = 200, description = "a page of records, newest first", body = openapi::Page),
+))]
+pub(crate) async fn by_project(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list(state, q, &spec::PROJECT).await
+}
+
+/// Records matching every filter given, newest first, with a `next` cursor.
+#[utoipa::path(get, path = "/logs", tag = "logs", params(FilterQuery, PageQuery), responses(
+    (status = 200, description = "a page of records, newest first", body = openapi::Page),
+))]
+pub(crate) async fn logs(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    list(state, q, &spec::LOGS).await
+}
+
+/// Counts by level, project and module of the matching records.
+#[utoipa::path(get, path = "/logs/stats", tag = "logs", params(FilterQuery), responses(
+    (status = 200, description = "the counts", body = openapi::Stats),
+))]
+pub(crate) async fn stats(State(state): State<AppState>, q: Pairs) -> ApiResult {
     let p = pairs(q)?;
-    required(&p, "count")?;
-    let (filter, page) = from_query(&p, &["count", "cursor"], state.settings.max_page_size.get())?;
-    query(&state, &filter, page).await
-}
-
-async fn by_dates(State(state): State<AppState>, q: Pairs) -> ApiResult {
-    let p = pairs(q)?;
-    required(&p, "from")?;
-    required(&p, "to")?;
-    let (filter, page) = from_query(
-        &p,
-        &["from", "to", "limit", "cursor"],
-        state.settings.max_page_size.get(),
-    )?;
-    query(&state, &filter, page).await
-}
-
-async fn by_level(State(state): State<AppState>, q: Pairs) -> ApiResult {
-    list_by(state, q, "level").await
-}
-
-async fn by_module(State(state): State<AppState>, q: Pairs) -> ApiResult {
-    list_by(state, q, "module").await
-}
-
-async fn by_project(State(state): State<AppState>, q: Pairs) -> ApiResult {
-    list_by(state, q, "project").await
-}
-
-fn filter_and(extra: &[&'static str]) -> Vec<&'static str> {
-    params::FILTER_PARAMS.iter().chain(extra).copied().collect()
-}
-
-async fn logs(State(state): State<AppState>, q: Pairs) -> ApiResult {
-    let p = pairs(q)?;
-    let (filter, page) = from_query(&p, &filter_and(&PAGING), state.settings.max_page_size.get())?;
-    query(&state, &filter, page).await
-}
-
-async fn stats(State(state): State<AppState>, q: Pairs) -> ApiResult {
-    let p = pairs(q)?;
-    let (filter, _) = from_query(&p, &filter_and(&[]), 1)?;
+    let (filter, _) = spec::FILTER.parse(&p, 1)?;
     state
         .store
         .call(method::STATS, &filter.to_store(None))
@@ -391,22 +496,38 @@ async fn stats(State(state): State<AppState>, q: Pairs) -> ApiResult {
         .map(json_response)
 }
 
-async fn delete_by_filter(
+/// Deletes every record matching the filter in the body. A filter matching more than
+/// `delete_confirm_rows` rows or `delete_confirm_percent` of them needs `"confirm": true`; an
+/// empty one needs `"all": true`.
+#[utoipa::path(post, path = "/logs/delete", tag = "logs", request_body = FilterBody, responses(
+    (status = 200, description = "the rows deleted", body = openapi::Deleted),
+    (status = 403, description = "no token is configured: deleting is disabled", body = openapi::Error),
+    (status = 409, description = "the filter matches more rows than may be deleted without `\"confirm\": true`, or is empty without `\"all\": true`; nothing was deleted", body = openapi::Conflict),
+    (status = 413, description = "the body is larger than `max_body_bytes`", body = openapi::Error),
+))]
+pub(crate) async fn delete_by_filter(
     State(state): State<AppState>,
     bytes: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let b: FilterBody = body(bytes)?;
-    let all = b.all;
+    // `all` says "every record" outright, which confirms any count.
+    let confirmed = b.confirm || b.all;
     let filter = b.into_filter()?;
-    if filter.is_empty() && !all {
-        return Err(ApiError::bad(
-            "all",
+    if filter.is_empty() && !confirmed {
+        // Not a malformed request: one that needs a confirmation, as a large match does.
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
             "refusing to delete every record: give a filter, or `\"all\": true`",
-        ));
+        )
+        .at("all"));
     }
     let mut params = filter.to_store(None);
     if filter.is_empty() {
         params.all = Some(true);
+    }
+    if !confirmed {
+        params.refuse_over_rows = Some(state.settings.delete_confirm_rows);
+        params.refuse_over_percent = Some(state.settings.delete_confirm_percent);
     }
     state
         .store
@@ -415,9 +536,15 @@ async fn delete_by_filter(
         .map(json_response)
 }
 
-async fn stream(State(state): State<AppState>, q: Pairs) -> Result<Response, ApiError> {
+/// Live tail (server-sent events): `log` events with a record, `skipped` events when this
+/// client fell behind.
+#[utoipa::path(get, path = "/logs/stream", tag = "logs", params(FilterQuery), responses(
+    (status = 200, description = "an event stream", content_type = "text/event-stream", body = String),
+    (status = 503, description = "too many live-tail clients, or the store is unavailable", body = openapi::Error),
+))]
+pub(crate) async fn stream(State(state): State<AppState>, q: Pairs) -> Result<Response, ApiError> {
     let p = pairs(q)?;
-    let (filter, _) = from_query(&p, &filter_and(&[]), 1)?;
+    let (filter, _) = spec::FILTER.parse(&p, 1)?;
     let sub = state.hub.subscribe(filter).ok_or_else(|| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -432,10 +559,18 @@ async fn stream(State(state): State<AppState>, q: Pairs) -> Result<Response, Api
         .into_response())
 }
 
-async fn openapi(State(state): State<AppState>) -> Response {
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses(
+    (status = 200, description = "OpenAPI 3.1", body = Object),
+))]
+pub(crate) async fn openapi(State(state): State<AppState>) -> Response {
     json_response(state.openapi.to_string())
 }
 
-async fn docs() -> Html<&'static str> {
+/// Interactive documentation (needs no token: it holds no data).
+#[utoipa::path(get, path = "/docs", tag = "meta", responses(
+    (status = 200, description = "an HTML page", content_type = "text/html", body = String),
+))]
+pub(crate) async fn docs() -> Html<&'static str> {
     Html(DOCS_HTML)
 }

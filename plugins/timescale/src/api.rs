@@ -9,8 +9,8 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
 use logrelay_plugin_api::store::{
-    AddBody, Added, DeleteBody, Deleted, Empty, IdBody, InRecord, LevelArg, METHODS, OneOrMany,
-    Params, SqlBody, TimeArg, UpdateBody, Updated, method,
+    AddBody, Added, Ambiguous, Candidate, DeleteBody, Deleted, Empty, IdBody, InRecord, LevelArg,
+    METHODS, OneOrMany, Params, SqlBody, TimeArg, TooMany, UpdateBody, Updated, method,
 };
 use logrelay_plugin_api::{Level, Record};
 use serde::de::DeserializeOwned;
@@ -119,7 +119,7 @@ impl Api {
     }
 
     async fn query(&self, p: Params) -> Result<String, TimescaleError> {
-        refuse(&p, &["all"], "query")?;
+        refuse(&p, &["all", "refuse_over"], "query")?;
         let filter = Filter::from_params(&p)?;
         let limit = p
             .limit
@@ -158,21 +158,117 @@ impl Api {
     }
 
     async fn get(&self, b: IdBody) -> Result<String, TimescaleError> {
-        let row = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM {} WHERE id = $1 ORDER BY ts DESC LIMIT 1",
+        let ts = b
+            .timestamp
+            .as_ref()
+            .map(|t| exact_time(t, "timestamp"))
+            .transpose()?;
+        let mut qb = QueryBuilder::<Postgres>::new(format!(
+            "SELECT {COLUMNS} FROM {} WHERE id = ",
             self.table
-        )))
-        .bind(&b.id)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(rejected("get"))?;
-        match row {
-            Some(row) => out::record(&row),
-            None => Err(TimescaleError::NotFound(format!(
-                "no record with id `{}`",
-                b.id
-            ))),
+        ));
+        qb.push_bind(&b.id);
+        if let Some(ts) = ts {
+            qb.push(" AND ts = ").push_bind(ts);
         }
+        qb.push(" ORDER BY ts DESC LIMIT ")
+            .push_bind(Ambiguous::MAX_CANDIDATES as i64 + 1);
+        let rows = qb
+            .build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(rejected("get"))?;
+        match rows.as_slice() {
+            [] => Err(not_found(&b.id, ts)),
+            [row] => out::record(row),
+            _ => {
+                let keys = rows
+                    .iter()
+                    .map(|row| out::key(row).map(|(ts, id)| (id.to_owned(), ts)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                Err(self
+                    .ambiguous(std::slice::from_ref(&b.id), keys, "read")
+                    .await)
+            }
+        }
+    }
+
+    /// The time of the one row `id` (and `timestamp`, when given) names: not found when none,
+    /// [`Ambiguous`] when several. `verb` says what would have been done (`change`...).
+    async fn one(
+        &self,
+        id: &str,
+        timestamp: Option<&TimeArg>,
+        verb: &str,
+    ) -> Result<DateTime<Utc>, TimescaleError> {
+        let ts = timestamp.map(|t| exact_time(t, "timestamp")).transpose()?;
+        let mut qb =
+            QueryBuilder::<Postgres>::new(format!("SELECT id, ts FROM {} WHERE id = ", self.table));
+        qb.push_bind(id);
+        if let Some(ts) = ts {
+            qb.push(" AND ts = ").push_bind(ts);
+        }
+        qb.push(" ORDER BY ts DESC LIMIT ")
+            .push_bind(Ambiguous::MAX_CANDIDATES as i64 + 1);
+        let rows: Vec<(String, DateTime<Utc>)> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(rejected(verb_method(verb)))?;
+        match rows.as_slice() {
+            [] => Err(not_found(id, ts)),
+            [(_, ts)] => Ok(*ts),
+            _ => Err(self.ambiguous(&[id.to_owned()], rows, verb).await),
+        }
+    }
+
+    /// The refusal for ids that name several rows; `rows` are (some of) those rows, newest
+    /// first per id.
+    async fn ambiguous(
+        &self,
+        ids: &[String],
+        rows: Vec<(String, DateTime<Utc>)>,
+        verb: &str,
+    ) -> TimescaleError {
+        let mut matched = rows.len() as u64;
+        if rows.len() > Ambiguous::MAX_CANDIDATES {
+            // More than the list shows: say how many there are (best effort).
+            let counted: Result<i64, _> = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT count(*) FROM {} WHERE id = ANY($1)",
+                self.table
+            )))
+            .bind(ids)
+            .fetch_one(&self.pool)
+            .await;
+            if let Ok(n) = counted {
+                matched = n as u64;
+            }
+        }
+        let names = ids
+            .iter()
+            .map(|i| format!("`{i}`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let what = if ids.len() == 1 { "id" } else { "ids" };
+        let candidates = rows
+            .into_iter()
+            .take(Ambiguous::MAX_CANDIDATES)
+            .map(|(id, ts)| Candidate {
+                id,
+                timestamp: rfc3339(ts),
+                timestamp_ns: ts.timestamp_micros().saturating_mul(1000),
+            })
+            .collect();
+        TimescaleError::Conflict(
+            Ambiguous {
+                error: format!(
+                    "{what} {names} names {matched} records, so nothing was {verb}; give `timestamp` (a candidate's `timestamp` or `timestamp_ns`) to pick one"
+                ),
+                candidates,
+                matched,
+            }
+            .message(),
+        )
     }
 
     async fn add(&self, writer: &Writer, b: AddBody) -> Result<Value, TimescaleError> {
@@ -197,11 +293,6 @@ impl Api {
     }
 
     async fn update(&self, b: UpdateBody) -> Result<Value, TimescaleError> {
-        if b.attributes.is_some() && b.merge_attributes.is_some() {
-            return Err(TimescaleError::BadRequest(
-                "give `attributes` (replace) or `merge_attributes` (merge), not both".to_owned(),
-            ));
-        }
         let mut qb = QueryBuilder::<Postgres>::new(format!("UPDATE {} SET ", self.table));
         let mut sep = qb.separated(", ");
         let mut any = false;
@@ -222,52 +313,122 @@ impl Api {
                 any = true;
             }
         }
-        if let Some(a) = &b.attributes {
-            sep.push("attributes = ")
-                .push_bind_unseparated(Value::Object(a.clone()));
-            any = true;
+        match (&b.attributes, &b.merge_attributes) {
+            (Some(a), None) => {
+                sep.push("attributes = ")
+                    .push_bind_unseparated(Value::Object(a.clone()));
+            }
+            (None, Some(m)) => {
+                sep.push("attributes = attributes || ")
+                    .push_bind_unseparated(Value::Object(m.clone()));
+            }
+            // Both: replace, then merge into the replacement.
+            (Some(a), Some(m)) => {
+                let mut merged = a.clone();
+                merged.extend(m.clone());
+                sep.push("attributes = ")
+                    .push_bind_unseparated(Value::Object(merged));
+            }
+            (None, None) => {}
         }
-        if let Some(a) = &b.merge_attributes {
-            sep.push("attributes = attributes || ")
-                .push_bind_unseparated(Value::Object(a.clone()));
-            any = true;
-        }
+        any |= b.attributes.is_some() || b.merge_attributes.is_some();
         if !any {
-            return Err(TimescaleError::BadRequest(
-                "nothing to update: give at least one of `level`, `message`, `project`, `module`, `attributes`, `merge_attributes`".to_owned(),
-            ));
+            // Nothing to change: the record as it is (and an ambiguous id is still refused).
+            let record = self
+                .get(IdBody {
+                    id: b.id,
+                    timestamp: b.timestamp,
+                })
+                .await?;
+            let record: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+            return Ok(json!(Updated {
+                updated: 0,
+                record: Some(record),
+            }));
         }
-        qb.push(" WHERE id = ").push_bind(b.id.clone());
-        let n = qb
+        let ts = self.one(&b.id, b.timestamp.as_ref(), "changed").await?;
+        qb.push(" WHERE id = ")
+            .push_bind(b.id.clone())
+            .push(" AND ts = ")
+            .push_bind(ts)
+            .push(format!(" RETURNING {COLUMNS}"));
+        let row = qb
             .build()
-            .execute(&self.pool)
+            .fetch_optional(&self.pool)
             .await
-            .map_err(rejected("update"))?
-            .rows_affected();
-        if n == 0 {
-            return Err(TimescaleError::NotFound(format!(
-                "no record with id `{}`",
-                b.id
-            )));
-        }
-        Ok(json!(Updated { updated: n }))
+            .map_err(rejected("update"))?;
+        // Deleted between the look-up and the change.
+        let row = row.ok_or_else(|| not_found(&b.id, Some(ts)))?;
+        let record: Value = serde_json::from_str(&out::record(&row)?).unwrap_or(Value::Null);
+        Ok(json!(Updated {
+            updated: 1,
+            record: Some(record),
+        }))
     }
 
     async fn delete(&self, b: DeleteBody) -> Result<Value, TimescaleError> {
-        let ids = match (b.id, b.ids) {
-            (Some(id), None) => vec![id],
-            (None, Some(ids)) => ids,
+        let ids = match (b.id, b.ids, &b.timestamp) {
+            (Some(id), None, Some(t)) => {
+                // One exact row: no look-up needed.
+                let ts = exact_time(t, "timestamp")?;
+                let n = sqlx::query(AssertSqlSafe(format!(
+                    "DELETE FROM {} WHERE id = $1 AND ts = $2",
+                    self.table
+                )))
+                .bind(&id)
+                .bind(ts)
+                .execute(&self.pool)
+                .await
+                .map_err(rejected("delete"))?
+                .rows_affected();
+                return Ok(json!(Deleted { deleted: n }));
+            }
+            (Some(id), None, None) => vec![id],
+            (None, Some(ids), None) => ids,
+            (None, Some(_), Some(_)) => {
+                return Err(TimescaleError::BadRequest(
+                    "`timestamp` picks the row of one `id`; it does not apply to `ids`".to_owned(),
+                ));
+            }
             _ => {
                 return Err(TimescaleError::BadRequest(
                     "give `id` (one record) or `ids` (a list), not both".to_owned(),
                 ));
             }
         };
-        let n = sqlx::query(AssertSqlSafe(format!(
-            "DELETE FROM {} WHERE id = ANY($1)",
+        // The rows the ids name; an id naming several refuses the whole request.
+        let rows: Vec<(String, DateTime<Utc>)> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT id, ts FROM {} WHERE id = ANY($1) ORDER BY id, ts DESC",
             self.table
         )))
         .bind(&ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(rejected("delete"))?;
+        let ambiguous: Vec<String> = rows
+            .windows(2)
+            .filter(|w| w[0].0 == w[1].0)
+            .map(|w| w[0].0.clone())
+            .fold(Vec::new(), |mut v, id| {
+                if v.last() != Some(&id) {
+                    v.push(id);
+                }
+                v
+            });
+        if !ambiguous.is_empty() {
+            let named: Vec<(String, DateTime<Utc>)> = rows
+                .into_iter()
+                .filter(|(id, _)| ambiguous.contains(id))
+                .collect();
+            return Err(self.ambiguous(&ambiguous, named, "deleted").await);
+        }
+        let (found_ids, found_ts): (Vec<String>, Vec<DateTime<Utc>>) = rows.into_iter().unzip();
+        let n = sqlx::query(AssertSqlSafe(format!(
+            "DELETE FROM {} WHERE (id, ts) IN (SELECT * FROM UNNEST($1::text[], $2::timestamptz[]))",
+            self.table
+        )))
+        .bind(&found_ids)
+        .bind(&found_ts)
         .execute(&self.pool)
         .await
         .map_err(rejected("delete"))?
@@ -283,6 +444,17 @@ impl Api {
                 "refusing to delete every record: give a filter, or `\"all\": true`".to_owned(),
             ));
         }
+        if let Some(percent) = p.refuse_over_percent
+            && !(0.0..=100.0).contains(&percent)
+        {
+            return Err(TimescaleError::BadRequest(format!(
+                "`refuse_over_percent`: {percent} is not between 0 and 100"
+            )));
+        }
+        if p.refuse_over_rows.is_some() || p.refuse_over_percent.is_some() {
+            self.guard(&filter, p.refuse_over_rows, p.refuse_over_percent)
+                .await?;
+        }
         let mut qb = QueryBuilder::<Postgres>::new(format!("DELETE FROM {}", self.table));
         filter.push(&mut qb);
         let n = qb
@@ -294,8 +466,123 @@ impl Api {
         Ok(json!(Deleted { deleted: n }))
     }
 
+    /// Refuses ([`TooMany`]) a delete whose filter matches more than `max_rows` rows or more
+    /// than `max_percent` of the table (PostgreSQL's estimate of its rows).
+    async fn guard(
+        &self,
+        filter: &Filter,
+        max_rows: Option<u64>,
+        max_percent: Option<f64>,
+    ) -> Result<(), TimescaleError> {
+        let mut estimate = self.rows_estimate().await?;
+        let limit_for = |estimate: u64| -> Option<u64> {
+            let by_share = max_percent.map(|p| (p / 100.0 * estimate as f64).floor() as u64);
+            match (max_rows, by_share) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (Some(a), None) | (None, Some(a)) => Some(a),
+                (None, None) => None,
+            }
+        };
+        let Some(mut limit) = limit_for(estimate) else {
+            return Ok(());
+        };
+        // Counting stops one row past the limit: a small delete reads only what it deletes.
+        let mut qb = QueryBuilder::<Postgres>::new(format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {}",
+            self.table
+        ));
+        filter.push(&mut qb);
+        qb.push(" LIMIT ")
+            .push_bind(i64::try_from(limit.saturating_add(1)).unwrap_or(i64::MAX))
+            .push(") s");
+        let bounded: i64 = qb
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(rejected("delete_by_filter"))?;
+        if (bounded as u64) <= limit {
+            return Ok(());
+        }
+        let mut qb = QueryBuilder::<Postgres>::new(format!("SELECT count(*) FROM {}", self.table));
+        filter.push(&mut qb);
+        let matched: i64 = qb
+            .build_query_scalar()
+            .fetch_one(&self.pool)
+            .await
+            .map_err(rejected("delete_by_filter"))?;
+        let matched = matched as u64;
+        if matched > estimate && max_percent.is_some() {
+            // The statistics are behind (rows added since the last ANALYZE): count the table
+            // before refusing by a share of it.
+            let total: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+                "SELECT count(*) FROM {}",
+                self.table
+            )))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(rejected("delete_by_filter"))?;
+            estimate = total as u64;
+            limit = limit_for(estimate).unwrap_or(limit);
+            if matched <= limit {
+                return Ok(());
+            }
+        }
+        let mut rules = Vec::new();
+        if let Some(n) = max_rows {
+            rules.push(format!("{n} rows"));
+        }
+        if let Some(p) = max_percent {
+            rules.push(format!("{p}% of the table's about {estimate} rows"));
+        }
+        Err(TimescaleError::Conflict(
+            TooMany {
+                error: format!(
+                    "this filter matches {matched} records, more than may be deleted without confirmation ({}), so nothing was deleted; check the filter (GET /logs/stats counts what it matches) and send it again with `\"confirm\": true`",
+                    rules.join(" or ")
+                ),
+                matched,
+                limit,
+                rows_estimate: estimate,
+            }
+            .message(),
+        ))
+    }
+
+    /// The table's rows as PostgreSQL estimates them (its statistics), counted when it has
+    /// none yet.
+    async fn rows_estimate(&self) -> Result<u64, TimescaleError> {
+        let estimate: i64 = match self.schema.storage {
+            schema::Storage::Hypertable { .. } => {
+                sqlx::query_scalar("SELECT approximate_row_count($1::text::regclass)::int8")
+                    .bind(&self.table)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(rejected("delete_by_filter"))?
+            }
+            schema::Storage::Plain => sqlx::query_scalar(
+                "SELECT reltuples::int8 FROM pg_class WHERE oid = $1::text::regclass",
+            )
+            .bind(&self.table)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(rejected("delete_by_filter"))?,
+        };
+        if estimate >= 0 {
+            return Ok(estimate as u64);
+        }
+        // Never analysed (-1): count.
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT count(*) FROM {}",
+            self.table
+        )))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(rejected("delete_by_filter"))?;
+        Ok(n as u64)
+    }
+
     async fn stats(&self, p: Params) -> Result<Value, TimescaleError> {
-        refuse(&p, &["limit", "cursor", "all"], "stats")?;
+        refuse(&p, &["limit", "cursor", "all", "refuse_over"], "stats")?;
         let filter = Filter::from_params(&p)?;
         let mut qb = QueryBuilder::<Postgres>::new(format!(
             "SELECT GROUPING(level)::int4, GROUPING(project)::int4, GROUPING(module)::int4,
@@ -489,9 +776,15 @@ fn refuse(p: &Params, fields: &[&str], method: &str) -> Result<(), TimescaleErro
             "limit" => p.limit.is_some(),
             "cursor" => p.cursor.is_some(),
             "all" => p.all.is_some(),
+            "refuse_over" => p.refuse_over_rows.is_some() || p.refuse_over_percent.is_some(),
             _ => false,
         };
         if given {
+            let f = if *f == "refuse_over" {
+                "refuse_over_rows` or `refuse_over_percent"
+            } else {
+                f
+            };
             return Err(TimescaleError::BadRequest(format!(
                 "`{f}` does not apply to `{method}`"
             )));
@@ -511,6 +804,9 @@ struct Filter {
     projects: Option<Vec<String>>,
     modules: Option<Vec<String>>,
     text: Option<String>,
+    /// (key, value) pairs: attribute `key` equals `value` (see `Params::attr`).
+    attr: Vec<(String, String)>,
+    has: Option<Vec<String>>,
 }
 
 impl Filter {
@@ -544,14 +840,27 @@ impl Filter {
             projects: list("project", p.project.clone().map(OneOrMany::into_vec))?,
             modules: list("module", p.module.clone().map(OneOrMany::into_vec))?,
             text: p.text.clone().filter(|t| !t.is_empty()),
+            attr: p
+                .attr
+                .iter()
+                .flatten()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            has: list("has", p.has.clone())?,
         };
-        if let (Some(from), Some(to)) = (f.from, f.to)
-            && from >= to
-        {
-            return Err(TimescaleError::BadRequest(
-                "`from` must be before `to`".to_owned(),
-            ));
+        for (k, v) in &f.attr {
+            if k.is_empty() {
+                return Err(TimescaleError::BadRequest(
+                    "`attr`: an attribute name is empty".to_owned(),
+                ));
+            }
+            no_nul("attr", k)?;
+            no_nul("attr", v)?;
         }
+        for k in f.has.iter().flatten() {
+            no_nul("has", k)?;
+        }
+        // `to` at or before `from`: an empty range, which matches nothing.
         if let Some(t) = &f.text {
             no_nul("text", t)?;
         }
@@ -567,6 +876,8 @@ impl Filter {
             && self.projects.is_none()
             && self.modules.is_none()
             && self.text.is_none()
+            && self.attr.is_empty()
+            && self.has.is_none()
     }
 
     /// Appends ` WHERE TRUE AND ...`.
@@ -599,6 +910,22 @@ impl Filter {
                 }
                 None => {}
             }
+        }
+        // Containment (`@>`) and key existence (`?&`): both served by a GIN index on
+        // `attributes` (jsonb_ops) when there is one.
+        for (key, value) in &self.attr {
+            qb.push(" AND (attributes @> ")
+                .push_bind(json!({ key: value }));
+            if let Ok(typed @ (Value::Number(_) | Value::Bool(_) | Value::Null)) =
+                serde_json::from_str::<Value>(value)
+            {
+                qb.push(" OR attributes @> ")
+                    .push_bind(json!({ key: typed }));
+            }
+            qb.push(")");
+        }
+        if let Some(keys) = &self.has {
+            qb.push(" AND attributes ?& ").push_bind(keys.clone());
         }
         if let Some(text) = &self.text {
             let escaped = text
@@ -655,9 +982,45 @@ fn no_nul(field: &str, value: &str) -> Result<(), TimescaleError> {
     }
 }
 
+/// A time naming one stored row: truncated to the stored precision (microseconds).
+fn exact_time(t: &TimeArg, field: &str) -> Result<DateTime<Utc>, TimescaleError> {
+    let bad = || TimescaleError::BadRequest(format!("`{field}`: out of range"));
+    match t {
+        TimeArg::Ns(ns) => DateTime::from_timestamp_micros(ns.div_euclid(1000)).ok_or_else(bad),
+        TimeArg::Text(_) => {
+            let at = resolve_time(t, field)?;
+            DateTime::from_timestamp_micros(at.timestamp_micros()).ok_or_else(bad)
+        }
+    }
+}
+
+/// The store's `not found:` for an id (and time).
+fn not_found(id: &str, ts: Option<DateTime<Utc>>) -> TimescaleError {
+    match ts {
+        Some(ts) => TimescaleError::NotFound(format!(
+            "no record with id `{id}` and timestamp {}",
+            rfc3339(ts)
+        )),
+        None => TimescaleError::NotFound(format!("no record with id `{id}`")),
+    }
+}
+
+/// The method a refusal of `verb` came from, for error messages.
+fn verb_method(verb: &str) -> &'static str {
+    match verb {
+        "changed" => "update",
+        "deleted" => "delete",
+        _ => "get",
+    }
+}
+
 fn rfc3339(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
+
+/// About 4700 BC, just after PostgreSQL's earliest `timestamptz` (4713 BC), in microseconds
+/// since the epoch.
+const PG_MIN_MICROS: i64 = -210_000_000_000_000_000;
 
 /// The keyset cursor: the last record's time (microseconds, as stored) and id.
 fn encode_cursor(ts: DateTime<Utc>, id: &str) -> String {
@@ -672,6 +1035,8 @@ fn decode_cursor(c: &str) -> Result<(DateTime<Utc>, String), TimescaleError> {
     };
     let (micros, id) = c.split_once(':').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
+    // Before PostgreSQL's first representable time (4713 BC): a cursor past every record.
+    let micros = micros.max(PG_MIN_MICROS);
     let ts = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
     Ok((ts, id.to_owned()))
 }

@@ -46,6 +46,10 @@ pub enum TimescaleError {
     /// The record asked for does not exist (the message starts with `not found:`).
     #[error("not found: {0}")]
     NotFound(String),
+    /// The request names more than it may change or read without a further field: the
+    /// message of a typed refusal of the store protocol (`Ambiguous`, `TooMany`), as it is.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl TimescaleError {
@@ -124,9 +128,9 @@ impl From<TimescaleError> for PluginError {
             TimescaleError::Config { .. } | TimescaleError::TimescaleMissing(_) => {
                 PluginError::config(message)
             }
-            TimescaleError::BadRequest(_) | TimescaleError::NotFound(_) => {
-                PluginError::permanent(message)
-            }
+            TimescaleError::BadRequest(_)
+            | TimescaleError::NotFound(_)
+            | TimescaleError::Conflict(_) => PluginError::permanent(message),
             TimescaleError::Unreachable { .. } | TimescaleError::ConnectTimeout { .. } => {
                 PluginError::transient(message)
             }

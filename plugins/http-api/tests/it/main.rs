@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod addressing;
 mod common;
 mod inprocess;
 mod input;

@@ -182,10 +182,12 @@ async fn change_and_delete_records() {
         )
         .await;
     assert_eq!(status, 404, "{v}");
+    // Nothing to change: the record as it is.
     let (status, v) = api
         .send("POST", "/log", Some(json!({"id": "r000003"}).to_string()))
         .await;
-    assert_eq!(status, 400, "{v}");
+    assert_eq!((status, v["updated"].as_u64()), (200, Some(0)), "{v}");
+    assert_eq!(v["record"]["message"], "handled");
 
     let (status, v) = api.send("DELETE", "/log?id=r000004", None).await;
     assert_eq!((status, v["deleted"].as_i64()), (200, Some(1)), "{v}");
@@ -215,7 +217,7 @@ async fn change_and_delete_records() {
     let (status, v) = api
         .send("POST", "/logs/delete", Some("{}".to_owned()))
         .await;
-    assert_eq!((status, v["parameter"].as_str()), (400, Some("all")), "{v}");
+    assert_eq!((status, v["parameter"].as_str()), (409, Some("all")), "{v}");
     let (status, v) = api
         .send(
             "POST",
@@ -226,5 +228,86 @@ async fn change_and_delete_records() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["deleted"].as_u64(), Some((60 - 1 - want) as u64));
     assert_eq!(api.ok("/logs/stats").await["total"], 0);
+    api.shutdown();
+}
+
+/// `attr[<name>]=<value>` and `has=<name>` on the filter routes and in the delete body, with
+/// the other filters and cursors.
+#[tokio::test(flavor = "multi_thread")]
+async fn attribute_filters() {
+    let mut api = Api::start("");
+    let recs: Vec<_> = records(0, 60)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let trace = if i % 10 == 0 {
+                format!(r#","trace_id":"t{i}""#)
+            } else {
+                String::new()
+            };
+            r.with_attributes(format!(
+                r#"{{"seq":{i},"user":"u{}","code":{}{trace}}}"#,
+                i % 3,
+                i % 4
+            ))
+        })
+        .collect();
+    api.dispatch(recs.clone()).await;
+    let attr = |r: &logrelay_plugin_api::Record| -> serde_json::Value {
+        serde_json::from_str(r.attributes.as_str()).expect("attributes")
+    };
+    let page = api.ok("/logs?attr[user]=u1&limit=1000").await;
+    assert_eq!(ids(&page), expect(&recs, |r| attr(r)["user"] == "u1"));
+    // Brackets percent-encoded, as clients send them; a number matches its text.
+    let page = api.ok("/logs?attr%5Bcode%5D=2&project=p0&limit=1000").await;
+    assert_eq!(
+        ids(&page),
+        expect(&recs, |r| attr(r)["code"] == 2
+            && r.project.as_str() == "p0")
+    );
+    let page = api.ok("/logs?has=trace_id&limit=1000").await;
+    assert_eq!(
+        ids(&page),
+        expect(&recs, |r| attr(r).get("trace_id").is_some())
+    );
+    assert_eq!(
+        api.ok("/logs/stats?has=trace_id&attr[user]=u0").await["total"],
+        2
+    );
+    // Cursors under an attribute filter.
+    let mut got = Vec::new();
+    let mut path = "/logs?attr[user]=u2&limit=4".to_owned();
+    loop {
+        let page = api.ok(&path).await;
+        got.extend(ids(&page));
+        match page["next"].as_str() {
+            Some(n) => path = format!("/logs?attr[user]=u2&limit=4&cursor={}", enc(n)),
+            None => break,
+        }
+    }
+    assert_eq!(got, expect(&recs, |r| attr(r)["user"] == "u2"));
+    for bad in [
+        "/logs?attr=u1",
+        "/logs?attr[]=x",
+        "/logs?attr[a][b]=x",
+        "/logs?has=",
+        "/logs?attr[u]=1&attr[u]=2",
+    ] {
+        let (status, v) = api.get(bad).await;
+        assert_eq!(status, 400, "{bad}: {v}");
+        assert!(
+            matches!(v["parameter"].as_str(), Some("attr" | "has")),
+            "{bad}: {v}"
+        );
+    }
+    let (status, v) = api
+        .send(
+            "POST",
+            "/logs/delete",
+            Some(json!({"attr": {"user": "u0"}, "has": ["trace_id"]}).to_string()),
+        )
+        .await;
+    assert_eq!((status, v["deleted"].as_u64()), (200, Some(2)), "{v}");
+    assert_eq!(api.ok("/logs/stats").await["total"], 58);
     api.shutdown();
 }

@@ -101,3 +101,27 @@ async fn without_a_token_reading_works_and_changes_are_refused() {
     assert_eq!(api.ok("/log?id=r000002").await["level"], "info");
     api.shutdown();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bearer_scheme_is_matched_in_any_case() {
+    let api = Api::start("");
+    for (header, status) in [
+        (format!("bearer {TOKEN}"), 200),
+        (format!("BEARER {TOKEN}"), 200),
+        (format!("BeArEr \t {TOKEN}"), 200),
+        (format!("Bearer {TOKEN} "), 200),
+        (format!("Bearer{TOKEN}"), 401),
+        (format!("Basic {TOKEN}"), 401),
+        ("bearer".to_owned(), 401),
+    ] {
+        let res = api
+            .client
+            .get(format!("{}/logs", api.base))
+            .header("Authorization", &header)
+            .send()
+            .await
+            .expect("answer");
+        assert_eq!(res.status().as_u16(), status, "{header:?}");
+    }
+    api.shutdown();
+}

@@ -1,6 +1,7 @@
 //! The store's request API: query with filters and cursors, get, add, update, delete,
 //! delete_by_filter, stats, sql.
 
+use logrelay_plugin_api::store::{Ambiguous, TooMany};
 use logrelay_plugin_api::{ErrorKind, Record};
 use serde_json::{Value, json};
 
@@ -81,7 +82,20 @@ fn query_combines_filters() {
     refused(&h, "query", json!({"level": "loud"}), "`level`");
     refused(&h, "query", json!({"min_level": 9}), "`min_level`");
     refused(&h, "query", json!({"from": "yesterday"}), "`from`");
-    refused(&h, "query", json!({"from": ns(5), "to": ns(1)}), "`from`");
+    // from == to, and to before from: empty ranges, not errors.
+    assert_eq!(
+        ids(&ok(&h, "query", json!({"from": ns(5), "to": ns(5)}))).len(),
+        0
+    );
+    assert_eq!(
+        ids(&ok(&h, "query", json!({"from": ns(5), "to": ns(1)}))).len(),
+        0
+    );
+    // A cursor before all time: past every record.
+    assert_eq!(
+        ids(&ok(&h, "query", json!({"cursor": "-999999999999999999:x"}))).len(),
+        0
+    );
     refused(&h, "query", json!({"cursor": "x"}), "`cursor`");
     refused(&h, "query", json!({"project": []}), "`project`");
     refused(&h, "query", json!({"all": true}), "`all`");
@@ -216,13 +230,19 @@ fn get_add_update_delete() {
     let err = request(&h, "get", json!({"id": "missing"})).expect_err("missing");
     assert_eq!(err.kind, ErrorKind::PERMANENT);
     assert!(err.message.starts_with("not found:"), "{err}");
-    refused(&h, "update", json!({"id": "a1"}), "nothing to update");
-    refused(
+    // Nothing to change: the record as it is.
+    let same = ok(&h, "update", json!({"id": "a1"}));
+    assert_eq!(
+        (same["updated"].as_u64(), &same["record"]["project"]),
+        (Some(0), &json!("shop2"))
+    );
+    // Both attribute forms: replaced, then merged into the replacement.
+    let both = ok(
         &h,
         "update",
-        json!({"id": "a1", "attributes": {}, "merge_attributes": {}}),
-        "not both",
+        json!({"id": "a1", "attributes": {"a": 1, "b": 1}, "merge_attributes": {"b": 2}}),
     );
+    assert_eq!(both["record"]["attributes"], json!({"a": 1, "b": 2}));
     refused(&h, "get", json!({}), "id");
 
     assert_eq!(ok(&h, "delete", json!({"id": "a1"}))["deleted"], 1);
@@ -233,6 +253,137 @@ fn get_add_update_delete() {
     );
     refused(&h, "delete", json!({}), "`id`");
     assert_eq!(count(&h), 0);
+}
+
+/// Two rows with the same id (the key is (id, time)): a call naming only the id is refused with
+/// the candidates and changes nothing; the time picks one.
+#[test]
+fn an_id_naming_several_rows_is_refused_with_the_candidates() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("dedupe_window = \"off\"");
+    let mut twins = records(0, 2);
+    twins[1].id = twins[0].id.clone();
+    h.handle_batch(&twins).expect("write");
+    let (old_ns, new_ns) = (twins[0].timestamp_ns, twins[1].timestamp_ns);
+    assert_eq!(count(&h), 2);
+
+    let candidates = |method: &str, body: Value| -> Ambiguous {
+        let err =
+            request(&h, method, body.clone()).expect_err(&format!("{method} {body} accepted"));
+        assert_eq!(err.kind, ErrorKind::PERMANENT, "{err}");
+        Ambiguous::from_message(&err.message)
+            .unwrap_or_else(|| panic!("{method} {body}: not an ambiguity: {err}"))
+    };
+    let a = candidates("get", json!({"id": "r000000"}));
+    assert_eq!(a.matched, 2);
+    assert_eq!(
+        a.candidates
+            .iter()
+            .map(|c| (c.id.as_str(), c.timestamp_ns))
+            .collect::<Vec<_>>(),
+        vec![("r000000", new_ns), ("r000000", old_ns)],
+        "newest first"
+    );
+    assert!(a.error.contains("`timestamp`"), "{}", a.error);
+    assert_eq!(
+        candidates("update", json!({"id": "r000000", "message": "changed"})).matched,
+        2
+    );
+    assert_eq!(candidates("delete", json!({"id": "r000000"})).matched, 2);
+    let both = candidates("delete", json!({"ids": ["r000000", "nope"]}));
+    assert_eq!(both.candidates.len(), 2);
+    // Nothing was changed or deleted.
+    assert_eq!(count(&h), 2);
+    let page = ok(&h, "query", json!({"text": "changed"}));
+    assert_eq!(ids(&page).len(), 0);
+
+    // The time picks one: as `timestamp_ns` or as RFC 3339 text.
+    let old = ok(&h, "get", json!({"id": "r000000", "timestamp": old_ns}));
+    assert_eq!(old["timestamp_ns"], old_ns);
+    let new = ok(
+        &h,
+        "get",
+        json!({"id": "r000000", "timestamp": a.candidates[0].timestamp}),
+    );
+    assert_eq!(new["timestamp_ns"], new_ns);
+    let updated = ok(
+        &h,
+        "update",
+        json!({"id": "r000000", "timestamp": old_ns, "message": "changed"}),
+    );
+    assert_eq!(updated["updated"], 1);
+    assert_eq!(updated["record"]["timestamp_ns"], old_ns);
+    assert_eq!(updated["record"]["message"], "changed");
+    assert_eq!(ids(&ok(&h, "query", json!({"text": "changed"}))).len(), 1);
+    // A time that names no row of this id.
+    let err = request(
+        &h,
+        "get",
+        json!({"id": "r000000", "timestamp": old_ns + 1000}),
+    )
+    .expect_err("no such row");
+    assert!(err.message.starts_with("not found:"), "{err}");
+    assert_eq!(
+        ok(&h, "delete", json!({"id": "r000000", "timestamp": old_ns}))["deleted"],
+        1
+    );
+    // Now the id alone names one row again.
+    assert_eq!(
+        ok(&h, "get", json!({"id": "r000000"}))["timestamp_ns"],
+        new_ns
+    );
+    assert_eq!(ok(&h, "delete", json!({"id": "r000000"}))["deleted"], 1);
+    assert_eq!(count(&h), 0);
+    refused(
+        &h,
+        "delete",
+        json!({"ids": ["a"], "timestamp": 1}),
+        "`timestamp`",
+    );
+}
+
+/// `refuse_over_rows` / `refuse_over_percent`: a filter that matches more is refused with the
+/// count, whatever the filter is (a range covering every stored time is no narrower than none).
+#[test]
+fn delete_by_filter_refuses_more_than_its_limits() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    h.handle_batch(&records(0, 300)).expect("write");
+    let too_many = |body: Value| -> TooMany {
+        let err =
+            request(&h, "delete_by_filter", body.clone()).expect_err(&format!("{body} accepted"));
+        TooMany::from_message(&err.message)
+            .unwrap_or_else(|| panic!("{body}: not a refusal of too many rows: {err}"))
+    };
+    let t = too_many(json!({"from": 0, "refuse_over_rows": 299}));
+    assert_eq!((t.matched, t.limit), (300, 299));
+    assert!(t.error.contains("confirm"), "{}", t.error);
+    let t = too_many(json!({"from": 0, "all": false, "refuse_over_percent": 50.0}));
+    assert_eq!(t.matched, 300);
+    assert_eq!(count(&h), 300);
+    // One project is a third: under 50 %, over 20 %.
+    too_many(json!({"project": "p1", "refuse_over_percent": 20.0}));
+    let n = ok(
+        &h,
+        "delete_by_filter",
+        json!({"project": "p1", "refuse_over_percent": 50.0, "refuse_over_rows": 100}),
+    );
+    assert_eq!(n["deleted"], 100);
+    refused(
+        &h,
+        "delete_by_filter",
+        json!({"project": "p1", "refuse_over_percent": 101.0}),
+        "refuse_over_percent",
+    );
+    refused(
+        &h,
+        "query",
+        json!({"refuse_over_rows": 1}),
+        "does not apply",
+    );
+    assert_eq!(count(&h), 200);
 }
 
 #[test]
@@ -357,4 +508,117 @@ fn sql_is_read_only_unless_write_and_bounded() {
         )["rows"],
         json!([[1.0, null]])
     );
+}
+
+/// `attr` (equality on top-level attributes, a string or the number/boolean it spells) and
+/// `has` (key existence) combine with the other filters, page with cursors, and apply to
+/// `stats` and `delete_by_filter` alike.
+#[test]
+fn attribute_filters() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    let all: Vec<Record> = records(0, 120)
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let trace = if i % 10 == 0 {
+                format!(r#","trace":"t{i}""#)
+            } else {
+                String::new()
+            };
+            r.with_attributes(format!(
+                r#"{{"seq":{i},"user":"u{}","code":{},"flag":{},"tag":"{}"{trace}}}"#,
+                i % 3,
+                i % 4,
+                i % 2 == 0,
+                i % 4
+            ))
+        })
+        .collect();
+    h.handle_batch(&all).expect("write");
+    let attr =
+        |r: &Record| -> Value { serde_json::from_str(r.attributes.as_str()).expect("attributes") };
+    let cases: Vec<(Value, Vec<String>)> = vec![
+        (
+            json!({"attr": {"user": "u1"}, "limit": 1000}),
+            expect(&all, |r| attr(r)["user"] == "u1"),
+        ),
+        // "2" matches the number 2 and the string "2".
+        (
+            json!({"attr": {"code": "2", "tag": "2"}, "limit": 1000}),
+            expect(&all, |r| attr(r)["code"] == 2),
+        ),
+        (
+            json!({"attr": {"flag": "true"}, "project": "p1", "limit": 1000}),
+            expect(&all, |r| {
+                attr(r)["flag"] == true && r.project.as_str() == "p1"
+            }),
+        ),
+        (
+            json!({"has": ["trace"], "limit": 1000}),
+            expect(&all, |r| attr(r).get("trace").is_some()),
+        ),
+        (
+            json!({"has": ["trace", "user"], "attr": {"user": "u0"}, "min_level": "info", "limit": 1000}),
+            expect(&all, |r| {
+                attr(r).get("trace").is_some() && attr(r)["user"] == "u0" && r.level.0 >= 2
+            }),
+        ),
+        (json!({"attr": {"user": "nobody"}}), vec![]),
+        (json!({"has": ["nothing"]}), vec![]),
+    ];
+    for (body, expected) in cases {
+        assert_eq!(ids(&ok(&h, "query", body.clone())), expected, "{body}");
+    }
+    // Pages under an attribute filter.
+    let mut seen = Vec::new();
+    let mut body = json!({"attr": {"user": "u2"}, "limit": 7});
+    loop {
+        let answer = ok(&h, "query", body.clone());
+        seen.extend(ids(&answer));
+        match answer["next"].as_str() {
+            Some(c) => body["cursor"] = json!(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expect(&all, |r| attr(r)["user"] == "u2"));
+    assert_eq!(ok(&h, "stats", json!({"has": ["trace"]}))["total"], 12);
+    refused(&h, "query", json!({"has": []}), "`has`");
+    refused(&h, "query", json!({"attr": {"": "x"}}), "`attr`");
+    refused(&h, "query", json!({"attr": {"a": "x\u{0}"}}), "`attr`");
+    let n = ok(
+        &h,
+        "delete_by_filter",
+        json!({"attr": {"user": "u0"}, "has": ["trace"]}),
+    );
+    assert_eq!(n["deleted"], 4);
+    assert_eq!(count(&h), 116);
+}
+
+/// Statistics taken when the table was small do not make a share look larger than it is:
+/// before refusing by a share, the store counts the table.
+#[test]
+fn the_share_rule_counts_the_table_when_its_statistics_are_behind() {
+    let _pg = pg_shared();
+    let db = TestDb::new();
+    let h = db.start("");
+    h.handle_batch(&records(0, 10)).expect("write");
+    ok(&h, "sql", json!({"query": "ANALYZE logs", "write": true}));
+    h.handle_batch(&records(10, 290)).expect("write");
+    // 100 of 300 rows is a third, under half, though the statistics say 10 rows.
+    let n = ok(
+        &h,
+        "delete_by_filter",
+        json!({"project": "p1", "refuse_over_percent": 50.0}),
+    );
+    assert_eq!(n["deleted"], 100);
+    let err = request(
+        &h,
+        "delete_by_filter",
+        json!({"min_level": "trace", "refuse_over_percent": 50.0}),
+    )
+    .expect_err("every row is more than half");
+    let t = TooMany::from_message(&err.message).expect("too many");
+    assert_eq!((t.matched, t.rows_estimate), (200, 200));
 }
