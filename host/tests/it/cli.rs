@@ -15,9 +15,16 @@ fn write_plugins(dir: &Path, text: impl AsRef<str>) {
     std::fs::write(dir.join("plugins.toml"), text.as_ref()).expect("write plugins.toml");
 }
 
-/// The binary, run in `dir` (which has no .env) with the given environment.
+/// The binary, run in `dir` (which has no .env) with the given environment. No `LOGRELAY_*`
+/// variable of the test's own environment (the test script's `LOGRELAY_TEST_*`, a developer's
+/// settings) reaches it: what the host warns about is what the test gave it.
 fn logrelay(dir: &Path, env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_logrelay"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LOGRELAY_") {
+            cmd.env_remove(name);
+        }
+    }
     cmd.current_dir(dir)
         .env("LOGRELAY_PLUGIN_DIR", plugin_dir())
         .env("LOGRELAY_PLUGINS", dir.join("plugins.toml"))
