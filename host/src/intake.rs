@@ -400,6 +400,7 @@ pub async fn run(
             None
         }
     };
+    let decoders = decode_pool(settings.decode_threads);
     let mut pipe = Pipe {
         engine: engine.clone(),
         batch: engine.batch_builder(settings.batch_max_records.get()),
@@ -486,21 +487,18 @@ pub async fn run(
                     pipe.flush().await;
                 }
                 next = consumer.next() => {
+                    // Take what is already buffered without going back through select!: under
+                    // load deliveries arrive in bursts of up to the prefetch window. A burst is
+                    // decoded on every core, then handed on in delivery order.
                     let mut next = next;
-                    // Take what is already buffered without going back through select!:
-                    // under load deliveries arrive in bursts of up to the prefetch window.
-                    let mut burst = 0;
-                    let failure = loop {
-                        let delivery = match next {
-                            Some(Ok(d)) => d,
+                    let mut burst = Vec::new();
+                    let mut failure = loop {
+                        match next {
+                            Some(Ok(d)) => burst.push(d),
                             Some(Err(e)) => break Some(e.to_string()),
                             None => break Some("the broker cancelled the consumer".into()),
-                        };
-                        if let Err(e) = on_delivery(&mut session, &settings, &mut pipe, &mut completions, &mut shutdown, &stats, delivery).await {
-                            break Some(e);
                         }
-                        burst += 1;
-                        if burst == 256 {
+                        if burst.len() == BURST {
                             break None;
                         }
                         match consumer.next().now_or_never() {
@@ -508,6 +506,12 @@ pub async fn run(
                             None => break None,
                         }
                     };
+                    for prepared in prepare_burst(burst, &settings, decoders.as_ref(), pipe.journal.as_ref(), pipe.crash_limit) {
+                        if let Err(e) = on_delivery(&mut session, &settings, &mut pipe, &mut completions, &mut shutdown, &stats, prepared).await {
+                            failure = Some(e);
+                            break;
+                        }
+                    }
                     if let Some(e) = failure {
                         break Some(e);
                     }
@@ -530,7 +534,129 @@ pub async fn run(
     }
 }
 
-/// Decodes one delivery, dead-letters its bad parts, and adds its records to the batch
+/// The most deliveries taken from the consumer's buffer before the intake looks at its other
+/// events (completions, the batch timer, shutdown).
+const BURST: usize = 256;
+
+/// A burst smaller than this many bytes is decoded on the intake's own thread: handing it to
+/// the decoding threads would cost more than it saves.
+const PARALLEL_MIN_BYTES: usize = 64 * 1024;
+
+/// A delivery, what identifies it, and what its body decoded into.
+struct Prepared {
+    delivery: lapin::message::Delivery,
+    fingerprint: Fingerprint,
+    /// `None` when the crash journal said the message is to be dead-lettered unread.
+    decoded: Option<crate::decode::Decoded>,
+}
+
+/// The threads that decode bursts (`LOGRELAY_DECODE_THREADS`; 0 is one per core). `None` when
+/// there is to be one: the intake's own thread decodes then.
+fn decode_pool(threads: usize) -> Option<rayon::ThreadPool> {
+    let threads = match threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if threads < 2 {
+        return None;
+    }
+    match rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("logrelay-decode-{i}"))
+        .build()
+    {
+        Ok(pool) => Some(pool),
+        Err(e) => {
+            tracing::warn!(error = %e, threads, "Cannot start the decoding threads; decoding on the intake's thread.");
+            None
+        }
+    }
+}
+
+/// Fingerprints and decodes a burst of deliveries, on the decoding threads when it is large
+/// enough, and returns them in delivery order (so the records of a message, and the messages,
+/// keep their order). Decoding is pure: what a delivery decodes into does not depend on the
+/// others. The intake's thread waits meanwhile, as it would while decoding itself.
+fn prepare_burst(
+    burst: Vec<lapin::message::Delivery>,
+    settings: &Settings,
+    decoders: Option<&rayon::ThreadPool>,
+    journal: Option<&CrashJournal>,
+    crash_limit: u32,
+) -> Vec<Prepared> {
+    use rayon::prelude::*;
+    let prepare = |delivery| prepare(delivery, settings, journal, crash_limit);
+    let bytes: usize = burst.iter().map(|d| d.data.len()).sum();
+    match decoders {
+        Some(pool) if burst.len() > 1 && bytes >= PARALLEL_MIN_BYTES => {
+            pool.install(|| burst.into_par_iter().map(prepare).collect())
+        }
+        _ => burst.into_iter().map(prepare).collect(),
+    }
+}
+
+fn decode_context<'a>(
+    delivery: &'a lapin::message::Delivery,
+    settings: &'a Settings,
+    fingerprint: Fingerprint,
+) -> DecodeContext<'a> {
+    DecodeContext {
+        routing_key: delivery.routing_key.as_str(),
+        queue: &settings.queue,
+        amqp_timestamp_ns: delivery
+            .properties
+            .timestamp()
+            .and_then(|s| i64::try_from(s).ok())
+            .map(|s| s.saturating_mul(1_000_000_000)),
+        message_id: delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str()),
+        fingerprint,
+        redelivered: delivery.redelivered,
+        received_ns: now_ns(),
+        default_project: &settings.default_project,
+        default_module: &settings.default_module,
+        max_bytes: settings.max_message_bytes,
+        options: &settings.decode,
+    }
+}
+
+fn prepare(
+    delivery: lapin::message::Delivery,
+    settings: &Settings,
+    journal: Option<&CrashJournal>,
+    crash_limit: u32,
+) -> Prepared {
+    let fingerprint = Fingerprint::of_message(
+        delivery.routing_key.as_str(),
+        delivery
+            .properties
+            .message_id()
+            .as_ref()
+            .map(|m| m.as_str()),
+        *delivery.properties.timestamp(),
+        &delivery.data,
+    );
+    let condemned = match journal {
+        Some(journal) if delivery.redelivered => journal.deaths(fingerprint) >= crash_limit,
+        _ => false,
+    };
+    let decoded = (!condemned).then(|| {
+        decode(
+            &delivery.data,
+            &decode_context(&delivery, settings, fingerprint),
+        )
+    });
+    Prepared {
+        delivery,
+        fingerprint,
+        decoded,
+    }
+}
+
+/// Dead-letters the bad parts of a decoded delivery and adds its records to the batch
 /// (dispatching the batch when full). A redelivered message that was being handled when the
 /// host died is handled alone, or dead-lettered once it reached the crash limit (see
 /// [`crate::journal`]). Errors are AMQP failures: the session is lost.
@@ -541,20 +667,18 @@ async fn on_delivery(
     completions: &mut mpsc::UnboundedReceiver<Completed>,
     shutdown: &mut watch::Receiver<bool>,
     stats: &IntakeStats,
-    delivery: lapin::message::Delivery,
+    prepared: Prepared,
 ) -> Result<(), String> {
+    let Prepared {
+        delivery,
+        fingerprint,
+        decoded,
+    } = prepared;
     stats.messages.fetch_add(1, Ordering::Relaxed);
     let tag = delivery.delivery_tag;
     session.received(tag);
     let routing_key = delivery.routing_key.as_str();
-    let message_id = delivery
-        .properties
-        .message_id()
-        .as_ref()
-        .map(|m| m.as_str());
-    let amqp_timestamp = *delivery.properties.timestamp();
-    let fingerprint =
-        Fingerprint::of_message(routing_key, message_id, amqp_timestamp, &delivery.data);
+    // Read again: the journal may have changed since the burst was prepared.
     let deaths = match &pipe.journal {
         Some(journal) if delivery.redelivered => journal.deaths(fingerprint),
         _ => 0,
@@ -603,22 +727,13 @@ async fn on_delivery(
             return Ok(());
         }
     }
-    let ctx = DecodeContext {
-        routing_key,
-        queue: &settings.queue,
-        amqp_timestamp_ns: amqp_timestamp
-            .and_then(|s| i64::try_from(s).ok())
-            .map(|s| s.saturating_mul(1_000_000_000)),
-        message_id,
-        fingerprint,
-        redelivered: delivery.redelivered,
-        received_ns: now_ns(),
-        default_project: &settings.default_project,
-        default_module: &settings.default_module,
-        max_bytes: settings.max_message_bytes,
-        options: &settings.decode,
+    let decoded = match decoded {
+        Some(decoded) => decoded,
+        None => decode(
+            &delivery.data,
+            &decode_context(&delivery, settings, fingerprint),
+        ),
     };
-    let decoded = decode(&delivery.data, &ctx);
     if !decoded.bad.is_empty() {
         let mut confirms = Vec::with_capacity(decoded.bad.len());
         for bad in &decoded.bad {

@@ -46,8 +46,13 @@ impl Progress {
         self.records += records;
         self.bar.inc(bytes);
         if records > 0 {
+            let noun = if self.records == 1 {
+                "record"
+            } else {
+                "records"
+            };
             self.bar
-                .set_message(format!("{verb} {} records", self.records));
+                .set_message(format!("{verb} {} {noun}", self.records));
         }
     }
 

@@ -178,6 +178,9 @@ pub struct Settings {
     pub batch_max_wait: Duration,
     /// `LOGRELAY_MAX_MESSAGE_BYTES`: larger messages are dead-lettered.
     pub max_message_bytes: usize,
+    /// `LOGRELAY_DECODE_THREADS`: threads decoding bursts of deliveries; 0 is one per core, 1
+    /// decodes on the intake's own thread.
+    pub decode_threads: usize,
     /// `LOGRELAY_CHANNEL_CAPACITY`: batches queued per instance before back-pressure.
     pub channel_capacity: NonZeroUsize,
     /// `LOGRELAY_COALESCE_MAX_RECORDS`: batches queued for a busy instance are handed to it in
@@ -466,6 +469,7 @@ impl Settings {
                 64,
                 128 * 1024 * 1024,
             ),
+            decode_threads: r.number("LOGRELAY_DECODE_THREADS", 0, 0, 256),
             channel_capacity: nonzero(r.number(
                 "LOGRELAY_CHANNEL_CAPACITY",
                 defaults::CHANNEL_CAPACITY,

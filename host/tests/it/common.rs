@@ -8,10 +8,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use lapin::options::{
-    BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+    QueueDeclareOptions, QueueDeleteOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Channel, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use logrelay::config::{Env, PluginsConfig, Settings};
 use logrelay::engine::EngineOptions;
 
@@ -197,6 +198,34 @@ pub async fn declare(channel: &Channel, queue: &str) {
         )
         .await
         .expect("declare queue");
+}
+
+/// Declares `queue` and the durable topic `exchange` bound to it with `#`, as the host declares
+/// them, so that nothing published to the exchange before the host connects is unroutable.
+pub async fn declare_bound(channel: &Channel, queue: &str, exchange: &str) {
+    declare(channel, queue).await;
+    channel
+        .exchange_declare(
+            exchange.into(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .expect("declare the exchange");
+    channel
+        .queue_bind(
+            queue.into(),
+            exchange.into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind the queue to the exchange");
 }
 
 /// Messages ready in `queue`.

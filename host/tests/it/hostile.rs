@@ -9,15 +9,14 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use lapin::options::{
-    BasicGetOptions, BasicPublishOptions, ExchangeDeclareOptions, ExchangeDeleteOptions,
-    QueueBindOptions,
-};
+use lapin::options::{BasicGetOptions, BasicPublishOptions, ExchangeDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Channel, ExchangeKind};
+use lapin::{BasicProperties, Channel};
 
 use crate::common::broker_shared;
-use crate::common::{declare, delete, rabbit, read_ids, ready, settings_for, unique, wait_until};
+use crate::common::{
+    declare, declare_bound, delete, rabbit, read_ids, ready, settings_for, unique, wait_until,
+};
 use crate::intake::start_host;
 
 /// Bodies up to this size are decoded: 11 MiB, so that the 10 MB bodies are parsed, not refused.
@@ -646,30 +645,8 @@ async fn hostile_input_is_dead_lettered_with_its_reason_and_never_stops_the_host
     let dir = tempfile::tempdir().expect("tempdir");
     let ids = dir.path().join("ids.txt");
     let (_conn, ch) = rabbit().await;
-    declare(&ch, &queue).await;
+    declare_bound(&ch, &queue, &exchange).await;
     declare(&ch, &dead_queue).await;
-    // The same exchange and binding the host declares, so nothing published before it connects
-    // is unroutable.
-    ch.exchange_declare(
-        exchange.as_str().into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare the exchange");
-    ch.queue_bind(
-        queue.as_str().into(),
-        exchange.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind the queue");
 
     let max = MAX_BYTES.to_string();
     let host = start_host(

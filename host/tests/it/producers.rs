@@ -8,13 +8,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lapin::ExchangeKind;
-use lapin::options::{ExchangeDeclareOptions, QueueBindOptions};
-use lapin::types::FieldTable;
 use serde_json::Value;
 
 use crate::common::{
-    AMQP_URL, TestDb, broker_shared, declare, delete, rabbit, settings_for, unique, wait_until,
+    AMQP_URL, TestDb, broker_shared, declare_bound, delete, rabbit, settings_for, unique,
+    wait_until,
 };
 use crate::intake::{Host, start_host};
 
@@ -76,29 +74,7 @@ async fn setup(name: &str) -> Setup {
     let queue = unique(name);
     let exchange = format!("{queue}-ex");
     let (connection, channel) = rabbit().await;
-    declare(&channel, &queue).await;
-    channel
-        .exchange_declare(
-            exchange.as_str().into(),
-            ExchangeKind::Topic,
-            ExchangeDeclareOptions {
-                durable: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .expect("declare exchange");
-    channel
-        .queue_bind(
-            queue.as_str().into(),
-            exchange.as_str().into(),
-            "#".into(),
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .expect("bind");
+    declare_bound(&channel, &queue, &exchange).await;
     let host = start_host(
         settings_for(&queue, &[]),
         &format!(

@@ -7,13 +7,11 @@ use std::path::Path;
 use std::time::Duration;
 
 use lapin::BasicProperties;
-use lapin::ExchangeKind;
-use lapin::options::{BasicPublishOptions, ExchangeDeclareOptions, QueueBindOptions};
-use lapin::types::FieldTable;
+use lapin::options::BasicPublishOptions;
 use logrelay_plugin_api::Level;
 
 use crate::common::{
-    TestDb, broker_shared, declare, delete, rabbit, settings_for, unique, wait_until,
+    TestDb, broker_shared, declare_bound, delete, rabbit, settings_for, unique, wait_until,
 };
 use crate::intake::start_host;
 
@@ -73,27 +71,7 @@ async fn shape_corpus_reaches_the_store() {
     let (_conn, ch) = rabbit().await;
     // Declared here as the host declares them, so that nothing published before the host has
     // bound its queue is lost.
-    declare(&ch, &queue).await;
-    ch.exchange_declare(
-        exchange.as_str().into(),
-        ExchangeKind::Topic,
-        ExchangeDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .expect("declare exchange");
-    ch.queue_bind(
-        queue.as_str().into(),
-        exchange.as_str().into(),
-        "#".into(),
-        QueueBindOptions::default(),
-        FieldTable::default(),
-    )
-    .await
-    .expect("bind");
+    declare_bound(&ch, &queue, &exchange).await;
     // Text intake on: the corpus has a plain-text shape, and every other shape must decode the
     // same with it on.
     let host = start_host(
