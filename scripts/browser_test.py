@@ -498,19 +498,16 @@ def speed(browser, dialogs):
     levels = ["", "warning", "error", "info"]
     changes = []
     for i in range(SPEED_RUNS):
-        g = gen(page)
-        t0 = time.perf_counter()
+        # A filter change: project and module typed, then the level picked, which searches; timed
+        # from the pick to the new results shown (chart and facets load beside, not waited for).
         page.fill("#project", projects[i % len(projects)])
         page.fill("#module", f"mod{i % 7}" if i % 3 == 0 else "")
+        g = gen(page)
+        t0 = time.perf_counter()
         page.select_option("#min-level", levels[i % len(levels)])
         wait_ready(page, g)
-        g = gen(page)
-        # the select's change searched already when it changed; measure one submit too
-        t1 = time.perf_counter()
-        page.click("#go")
-        wait_ready(page, g)
-        changes.append((time.perf_counter() - t1) * 1000)
-        _ = t0
+        changes.append((time.perf_counter() - t0) * 1000)
+        check(len(rows(page)) > 0, f"the filter change {i} shows records")
     ctx.close()
     p95 = statistics.quantiles(changes, n=20)[18] if len(changes) >= 2 else changes[0]
     print(f"browser-test: speed: first results after load: median {statistics.median(loads):.0f} ms, max {max(loads):.0f} ms (n={len(loads)})")

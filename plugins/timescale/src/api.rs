@@ -693,27 +693,27 @@ impl Api {
             return Ok(empty(Some(from), Some(to)));
         }
         let step = ((span + n - 1) / n).max(1);
-        // The bucket's index: `time_bucket` on a hypertable; `date_part` (float8, exact to the
-        // microsecond for any date of this era) and floor arithmetic on plain PostgreSQL.
+        // The bucket's index, in integers: `time_bucket` on a hypertable; the epoch in
+        // microseconds and integer division on plain PostgreSQL.
         let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
         match self.schema.storage {
             schema::Storage::Hypertable { .. } => {
-                qb.push("floor(extract(epoch FROM time_bucket(make_interval(secs => ")
-                    .push_bind(step as f64 / 1e6)
-                    .push("), ts, ")
+                qb.push("(extract(epoch FROM time_bucket(")
+                    .push_bind(step)
+                    .push(" * interval '1 microsecond', ts, ")
                     .push_bind(from)
                     .push(") - ")
                     .push_bind(from)
-                    .push(") * 1000000 / ")
-                    .push_bind(step)
-                    .push(")::int8");
+                    .push(") * 1000000)::int8 / ")
+                    .push_bind(step);
             }
             schema::Storage::Plain => {
-                qb.push("floor((date_part('epoch', ts) - ")
-                    .push_bind(from.timestamp_micros() as f64 / 1e6)
-                    .push(") * 1000000 / ")
-                    .push_bind(step as f64)
-                    .push(")::int8");
+                // Rounded to whole microseconds (a float8 of today's epoch in microseconds is
+                // exact to a quarter), then integer division: no float error at the edges.
+                qb.push("(round(date_part('epoch', ts) * 1000000)::int8 - ")
+                    .push_bind(from.timestamp_micros())
+                    .push(") / ")
+                    .push_bind(step);
             }
         }
         qb.push(format!(" AS b, level, count(*)::int8 FROM {}", self.table));
