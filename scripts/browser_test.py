@@ -278,6 +278,11 @@ def test_filters(browser, dialogs):
     check(len(r) == 5, f"custom range of 5 minutes: 5 expected, got {len(r)}")
     check("range=custom" in page.url and "from=" in page.url, f"custom range in the URL: {page.url}")
     page.screenshot(path=f"{SHOTS}/search.png")
+    page.emulate_media(color_scheme="dark")
+    bg = page.evaluate("() => getComputedStyle(document.body).backgroundColor")
+    check(bg == "rgb(22, 24, 27)", f"the dark theme follows the system: body background {bg}")
+    page.screenshot(path=f"{SHOTS}/search-dark.png")
+    page.emulate_media(color_scheme="light")
     # Back: the text-less, attr-less project query (24); forward again: 5.
     g = gen(page)
     page.go_back()
