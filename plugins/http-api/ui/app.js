@@ -233,13 +233,18 @@
     $('rows').replaceChildren();
     $('more').textContent = '';
     status('Searching\u2026');
+    // The previous search's requests are of no use any more.
+    if (state.abort) state.abort.abort();
+    state.abort = new AbortController();
+    const signal = state.abort.signal;
     const started = performance.now();
-    const page = loadPage(params, null, gen);
-    loadChart(q, now, gen);
-    loadFacets(params, gen);
     try {
-      const body = await page;
+      const body = await loadPage(params, null, gen, signal);
       if (gen !== state.gen || !body) return;
+      // The chart and the facets count every matching row of the range: asked for once the
+      // first page is shown, so that they never delay it.
+      loadChart(q, now, gen, signal);
+      loadFacets(params, gen, signal);
       const ms = performance.now() - started;
       state.lastSearchMs = ms;
       status(countText() + ' in ' + Math.round(ms) + ' ms');
@@ -261,13 +266,13 @@
     return n.toLocaleString() + (state.next ? '+' : '') + (n === 1 ? ' record' : ' records');
   }
 
-  async function loadPage(params, cursor, gen) {
+  async function loadPage(params, cursor, gen, signal) {
     const p = new URLSearchParams(params);
     p.set('limit', String(PAGE));
     if (cursor) p.set('cursor', cursor);
     let body;
     try {
-      body = await api('/logs?' + p.toString());
+      body = await api('/logs?' + p.toString(), { signal: signal });
     } catch (e) {
       if (gen === state.gen) status(e instanceof AuthNeeded ? 'Sign in to read the logs.' : 'Search failed: ' + e.message, 'error');
       return null;
@@ -289,7 +294,7 @@
     state.loading = true;
     const gen = state.gen;
     try {
-      await loadPage(state.params, state.next, gen);
+      await loadPage(state.params, state.next, gen, state.abort ? state.abort.signal : undefined);
       if (gen === state.gen) status(countText());
     } finally {
       if (gen === state.gen) state.loading = false;
@@ -359,17 +364,18 @@
 
   // --- chart -----------------------------------------------------------------------------------
 
-  async function loadChart(q, now, gen) {
+  async function loadChart(q, now, gen, signal) {
     const p = filterParams(q, now, false);
     p.set('buckets', String(BUCKETS));
     let h;
     try {
-      h = await api('/logs/histogram?' + p.toString());
+      h = await api('/logs/histogram?' + p.toString(), { signal: signal });
     } catch (_) {
       return;
     }
     if (gen !== state.gen) return;
     drawChart(h);
+    $('chart').dataset.gen = String(gen);
   }
 
   function drawChart(h) {
@@ -462,16 +468,17 @@
 
   // --- facets ----------------------------------------------------------------------------------
 
-  async function loadFacets(params, gen) {
+  async function loadFacets(params, gen, signal) {
     let st;
     try {
-      st = await api('/logs/stats?' + params.toString());
+      st = await api('/logs/stats?' + params.toString(), { signal: signal });
     } catch (_) {
       return;
     }
     if (gen !== state.gen) return;
     facet('project', st.by_project || {});
     facet('module', st.by_module || {});
+    $('facets').dataset.gen = String(gen);
     if (!state.next && typeof st.total === 'number') status(countText() + ' (' + st.total.toLocaleString() + ' in range)');
     else if (typeof st.total === 'number') status(countText() + ' of ' + st.total.toLocaleString() + ' in range');
   }
