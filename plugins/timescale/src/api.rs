@@ -1,7 +1,7 @@
 //! The store's functions, reached through `request(method, body)`: query, get, add, update,
-//! delete, delete_by_filter, stats, sql, retention_run, schema. Bodies and answers are JSON,
-//! typed in `logrelay_plugin_api::store` (shared with the HTTP API); README.md documents each
-//! with examples.
+//! delete, delete_by_filter, stats, histogram, sql, retention_run, schema. Bodies and answers
+//! are JSON, typed in `logrelay_plugin_api::store` (shared with the HTTP API); README.md
+//! documents each with examples.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
