@@ -243,8 +243,7 @@
       if (gen !== state.gen || !body) return;
       // The chart and the facets count every matching row of the range: asked for once the
       // first page is shown, so that they never delay it.
-      loadChart(q, now, gen, signal);
-      loadFacets(params, gen, signal);
+      requestOverview({ q: q, now: now, params: params, gen: gen });
       const ms = performance.now() - started;
       state.lastSearchMs = ms;
       status(countText() + ' in ' + Math.round(ms) + ' ms');
@@ -259,6 +258,33 @@
     }
     if (state.live) restartLive();
     fillViewport();
+  }
+
+  /**
+   * The chart and the facets, one pair of requests at a time per page: each reads every row of
+   * its range, and the store goes on with a read the page no longer wants (aborting the fetch
+   * does not stop it), so searches in quick succession would pile such reads up and take the
+   * store's connections from the result pages. Only the newest waiting search is drawn.
+   */
+  const overview = { running: false, pending: null };
+
+  function requestOverview(o) {
+    overview.pending = o;
+    if (!overview.running) runOverview();
+  }
+
+  async function runOverview() {
+    overview.running = true;
+    try {
+      while (overview.pending) {
+        const o = overview.pending;
+        overview.pending = null;
+        if (o.gen !== state.gen) continue;
+        await Promise.all([loadChart(o.q, o.now, o.gen), loadFacets(o.params, o.gen)]);
+      }
+    } finally {
+      overview.running = false;
+    }
   }
 
   function countText() {
