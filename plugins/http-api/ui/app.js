@@ -228,6 +228,9 @@
     state.next = null;
     state.rows = [];
     state.selected = -1;
+    // Live records held for the previous query are not this one's.
+    state.pending = [];
+    state.dropped = 0;
     state.loading = true;
     document.body.dataset.busy = '1';
     $('rows').replaceChildren();
