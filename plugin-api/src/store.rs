@@ -34,6 +34,9 @@ pub mod method {
     pub const DELETE_BY_FILTER: &str = "delete_by_filter";
     /// Counts by level, project and module ([`Params`](super::Params)).
     pub const STATS: &str = "stats";
+    /// Counts by level in equal time buckets ([`Params`](super::Params) with `buckets`;
+    /// answers a [`Histogram`](super::Histogram)).
+    pub const HISTOGRAM: &str = "histogram";
     /// Runs one SQL statement ([`SqlBody`](super::SqlBody)).
     pub const SQL: &str = "sql";
     /// Applies the retention now ([`Empty`](super::Empty)).
@@ -51,6 +54,7 @@ pub const METHODS: &[&str] = &[
     method::DELETE,
     method::DELETE_BY_FILTER,
     method::STATS,
+    method::HISTOGRAM,
     method::SQL,
     method::RETENTION_RUN,
     method::SCHEMA,
@@ -155,6 +159,10 @@ pub struct Params {
     /// rows (0-100, of PostgreSQL's estimate) match.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refuse_over_percent: Option<f64>,
+    /// `histogram` only: how many equal time buckets the range is cut into (1..=1000; 60
+    /// when absent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buckets: Option<u32>,
 }
 
 /// The body of `get`: a record named by its id, and by its time where the id alone names
@@ -361,6 +369,40 @@ impl TooMany {
     }
 }
 
+/// The answer of `histogram`: the filter's range cut into equal buckets, and the matching
+/// records of each bucket counted by level. The range is the filter's `from` and `to`; where
+/// one is absent, the oldest matching record's time (and the newest's, plus one microsecond).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// The range's start, RFC 3339 with microseconds (null: nothing matches and no `from`).
+    pub from: Option<String>,
+    /// The range's end, exclusive (null: nothing matches and no `to`).
+    pub to: Option<String>,
+    /// The range's start in nanoseconds since the epoch.
+    pub from_ns: Option<i64>,
+    /// The range's end in nanoseconds since the epoch.
+    pub to_ns: Option<i64>,
+    /// The width of a bucket in microseconds (at least 1).
+    pub bucket_us: i64,
+    /// The buckets that hold records, oldest first; a bucket not listed holds none.
+    pub buckets: Vec<Bucket>,
+}
+
+/// One bucket of a [`Histogram`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bucket {
+    /// The bucket's position: it starts at `from + index * bucket_us`.
+    pub index: u32,
+    /// Its start, RFC 3339 with microseconds.
+    pub start: String,
+    /// Its start in nanoseconds since the epoch.
+    pub start_ns: i64,
+    /// Records by level name (`info`, `error`...); levels with none are left out.
+    pub counts: BTreeMap<String, u64>,
+    /// Records in the bucket.
+    pub total: u64,
+}
+
 /// The answer of `delete` and `delete_by_filter`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Deleted {
@@ -406,6 +448,7 @@ mod tests {
                 all: None,
                 refuse_over_rows: None,
                 refuse_over_percent: None,
+                buckets: None,
             },
             r#"{"cursor":"5:a","from":1,"ids":["a"],"level":3,"limit":10,"min_level":2,"module":["m"],"project":["p","q"],"text":"x","to":2}"#,
         );

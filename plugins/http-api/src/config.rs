@@ -63,6 +63,9 @@ pub struct Config {
     /// asks for it.
     #[serde(default = "default_delete_confirm_percent")]
     pub delete_confirm_percent: f64,
+    /// Serve the log explorer (a page in the browser) at `/`. Default true.
+    #[serde(default = "default_ui")]
+    pub ui: bool,
 }
 
 fn default_listen() -> String {
@@ -95,6 +98,9 @@ const fn default_delete_confirm_rows() -> u64 {
 const fn default_delete_confirm_percent() -> f64 {
     50.0
 }
+const fn default_ui() -> bool {
+    true
+}
 
 /// The checked settings.
 #[derive(Debug, Clone)]
@@ -123,6 +129,8 @@ pub struct Settings {
     pub delete_confirm_rows: u64,
     /// Share of the rows (percent, 0-100) a delete by filter may remove without `confirm`.
     pub delete_confirm_percent: f64,
+    /// Whether the log explorer is served at `/`.
+    pub ui: bool,
 }
 
 fn invalid(option: &str, reason: impl Into<String>) -> HttpApiError {
@@ -214,6 +222,7 @@ impl Config {
             stream_keep_alive: Duration::from_millis(self.stream_keep_alive_ms),
             delete_confirm_rows: self.delete_confirm_rows,
             delete_confirm_percent: self.delete_confirm_percent,
+            ui: self.ui,
         })
     }
 }

@@ -22,6 +22,7 @@ mod records;
 mod routes;
 mod store;
 mod stream;
+mod ui;
 
 pub use config::{ADDR_VAR, Config, Settings, TOKEN_VAR};
 pub use error::{ApiError, HttpApiError};

@@ -267,6 +267,16 @@ pub struct PageQuery {
     cursor: Option<String>,
 }
 
+/// The buckets of `/logs/histogram`.
+#[derive(Debug, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub struct HistogramQuery {
+    /// How many equal time buckets the range is cut into (default 60).
+    #[param(minimum = 1, maximum = 1000)]
+    buckets: Option<u32>,
+}
+
 /// `/log/by_count`.
 #[derive(Debug, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -381,6 +391,44 @@ pub struct Stats {
     to: Option<String>,
 }
 
+/// Counts by level in equal time buckets of the filter's range (`from`..`to`; where one is not
+/// given, the oldest matching record's time, or the newest's plus one microsecond).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Histogram {
+    /// The range's start (null: nothing matches and no `from`).
+    #[schema(format = DateTime)]
+    from: Option<String>,
+    /// The range's end, exclusive (null: nothing matches and no `to`).
+    #[schema(format = DateTime)]
+    to: Option<String>,
+    /// The range's start in nanoseconds.
+    from_ns: Option<i64>,
+    /// The range's end in nanoseconds.
+    to_ns: Option<i64>,
+    /// A bucket's width in microseconds.
+    bucket_us: i64,
+    /// The buckets holding records, oldest first (one not listed holds none).
+    buckets: Vec<Bucket>,
+}
+
+/// One bucket of a histogram.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct Bucket {
+    /// Its position: it starts at `from + index * bucket_us`.
+    index: u32,
+    /// Its start.
+    #[schema(format = DateTime)]
+    start: String,
+    /// Its start in nanoseconds.
+    start_ns: i64,
+    /// Records by level name; levels with none are left out.
+    counts: BTreeMap<String, u64>,
+    /// Records in the bucket.
+    total: u64,
+}
+
 /// The answer of a delete.
 #[derive(ToSchema)]
 #[allow(dead_code)]
@@ -449,14 +497,16 @@ pub struct Conflict {
         routes::by_project,
         routes::logs,
         routes::stats,
+        routes::histogram,
         routes::delete_by_filter,
         routes::stream,
         routes::openapi,
         routes::docs,
+        routes::explorer,
     ),
     components(schemas(
         Text, Attributes, JsonValue, Time, LevelName, Level, OneOrMany, Record, Page, Stats,
-        Deleted, Updated, Error, Candidate, Conflict
+        Histogram, Bucket, Deleted, Updated, Error, Candidate, Conflict
     ))
 )]
 struct ApiDoc;
@@ -479,6 +529,11 @@ pub fn document(settings: &Settings) -> Value {
         json!({ "bearer": { "type": "http", "scheme": "bearer" } });
     let error = |what: &str| json!({ "description": what, "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let max = settings.max_page_size.get();
+    if !settings.ui
+        && let Some(paths) = doc["paths"].as_object_mut()
+    {
+        paths.remove("/");
+    }
     if let Some(paths) = doc["paths"].as_object_mut() {
         for (path, item) in paths.iter_mut() {
             let Some(item) = item.as_object_mut() else {
@@ -492,7 +547,7 @@ pub fn document(settings: &Settings) -> Value {
                         }
                     }
                 }
-                if path == "/docs" {
+                if path == "/docs" || path == "/" {
                     op["security"] = json!([]);
                     continue;
                 }

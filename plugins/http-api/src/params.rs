@@ -48,6 +48,8 @@ pub struct Page {
     pub limit: Option<u32>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
+    /// Time buckets of a histogram.
+    pub buckets: Option<u32>,
 }
 
 /// The query parameters of a route, taken from the types its OpenAPI operation lists: the
@@ -266,6 +268,7 @@ pub fn from_query(
             "module" => f.modules.push(value.clone()),
             "text" => f.text = Some(value.clone()).filter(|t| !t.is_empty()),
             "limit" | "count" => page.limit = Some(parse_count(known, value, max_page_size)?),
+            "buckets" => page.buckets = Some(parse_count(known, value, max_page_size)?),
             "cursor" => page.cursor = Some(check_cursor(value)?),
             "has" => {
                 check_attr_name("has", value)?;
@@ -518,6 +521,7 @@ impl Filter {
             all: None,
             refuse_over_rows: None,
             refuse_over_percent: None,
+            buckets: None,
         }
     }
 

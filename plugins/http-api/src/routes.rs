@@ -10,7 +10,9 @@
 //! | `GET /logs/stats?` every filter | `stats` |
 //! | `POST /logs/delete` (JSON filter) | `delete_by_filter` |
 //! | `GET /logs/stream?` every filter | none: the live tail (SSE) |
+//! | `GET /logs/histogram?` every filter, `buckets` | `histogram` |
 //! | `GET /openapi.json`, `GET /docs` | none |
+//! | `GET /` and `GET /ui/*` (the log explorer, unless `ui = false`) | none |
 
 use std::sync::Arc;
 
@@ -35,12 +37,13 @@ use utoipa::ToSchema;
 use crate::config::{Settings, TOKEN_VAR};
 use crate::error::ApiError;
 use crate::openapi::{
-    self, CountQuery, DatesQuery, FilterQuery, LevelQuery, ModuleQuery, PageQuery, ProjectQuery,
-    RecordKey,
+    self, CountQuery, DatesQuery, FilterQuery, HistogramQuery, LevelQuery, ModuleQuery, PageQuery,
+    ProjectQuery, RecordKey,
 };
 use crate::params::{self, Filter, FilterBody, Page, QuerySpec, parse_time, resolve_level};
 use crate::store::Store;
 use crate::stream::Hub;
+use crate::ui;
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -72,10 +75,16 @@ pub fn router(state: AppState) -> Router {
         .route("/log/by_project", get(by_project))
         .route("/logs", get(logs))
         .route("/logs/stats", get(stats))
+        .route("/logs/histogram", get(histogram))
         .route("/logs/delete", post(delete_by_filter))
         .route("/openapi.json", get(openapi))
         .route("/docs", get(docs))
         .layer(middleware::from_fn_with_state(state.clone(), deadline));
+    let timed = if state.settings.ui {
+        timed.merge(ui::router())
+    } else {
+        timed
+    };
     Router::new()
         .route("/logs/stream", get(stream))
         .merge(timed)
@@ -92,7 +101,10 @@ fn is_write(method: &Method) -> bool {
 
 /// With a token: every route but the static `/docs` page needs it. Without one: reading only.
 async fn auth(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if request.uri().path() == "/docs" && request.method() == Method::GET {
+    // The static pages hold no data (they ask for the token and send it themselves).
+    let path = request.uri().path();
+    let open = path == "/docs" || (state.settings.ui && ui::is_asset(path));
+    if open && matches!(*request.method(), Method::GET | Method::HEAD) {
         return next.run(request).await;
     }
     match &state.settings.token {
@@ -246,8 +258,8 @@ mod spec {
     use std::sync::LazyLock;
 
     use crate::openapi::{
-        CountQuery, DatesQuery, FilterQuery, LevelQuery, ModuleQuery, PageQuery, ProjectQuery,
-        RecordKey,
+        CountQuery, DatesQuery, FilterQuery, HistogramQuery, LevelQuery, ModuleQuery, PageQuery,
+        ProjectQuery, RecordKey,
     };
     use crate::params::QuerySpec;
 
@@ -261,6 +273,8 @@ mod spec {
         LazyLock::new(QuerySpec::two::<ProjectQuery, PageQuery>);
     pub static LOGS: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::two::<FilterQuery, PageQuery>);
     pub static FILTER: LazyLock<QuerySpec> = LazyLock::new(QuerySpec::one::<FilterQuery>);
+    pub static HISTOGRAM: LazyLock<QuerySpec> =
+        LazyLock::new(QuerySpec::two::<FilterQuery, HistogramQuery>);
 }
 
 async fn list(state: AppState, q: Pairs, spec: &QuerySpec) -> ApiResult {
@@ -494,6 +508,31 @@ pub(crate) async fn stats(State(state): State<AppState>, q: Pairs) -> ApiResult 
         .call(method::STATS, &filter.to_store(None))
         .await
         .map(json_response)
+}
+
+/// Counts by level in equal time buckets of the filter's range (the chart of the explorer).
+#[utoipa::path(get, path = "/logs/histogram", tag = "logs", params(FilterQuery, HistogramQuery), responses(
+    (status = 200, description = "the buckets", body = openapi::Histogram),
+))]
+pub(crate) async fn histogram(State(state): State<AppState>, q: Pairs) -> ApiResult {
+    let p = pairs(q)?;
+    let (filter, page) = spec::HISTOGRAM.parse(&p, ui::MAX_BUCKETS)?;
+    let mut params = filter.to_store(None);
+    params.buckets = page.buckets;
+    state
+        .store
+        .call(method::HISTOGRAM, &params)
+        .await
+        .map(json_response)
+}
+
+/// The log explorer: a single page (its script and style are `/ui/app.js` and `/ui/app.css`).
+/// Needs no token: it holds no data, and asks for the token when the API needs one.
+#[utoipa::path(get, path = "/", tag = "meta", responses(
+    (status = 200, description = "an HTML page", content_type = "text/html", body = String),
+))]
+pub(crate) async fn explorer() -> Response {
+    ui::page()
 }
 
 /// Deletes every record matching the filter in the body. A filter matching more than

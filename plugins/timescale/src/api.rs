@@ -1,7 +1,7 @@
 //! The store's functions, reached through `request(method, body)`: query, get, add, update,
-//! delete, delete_by_filter, stats, sql, retention_run, schema. Bodies and answers are JSON,
-//! typed in `logrelay_plugin_api::store` (shared with the HTTP API); README.md documents each
-//! with examples.
+//! delete, delete_by_filter, stats, histogram, sql, retention_run, schema. Bodies and answers
+//! are JSON, typed in `logrelay_plugin_api::store` (shared with the HTTP API); README.md
+//! documents each with examples.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,8 +9,9 @@ use std::sync::Arc;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime, SecondsFormat, Utc};
 use futures_util::TryStreamExt;
 use logrelay_plugin_api::store::{
-    AddBody, Added, Ambiguous, Candidate, DeleteBody, Deleted, Empty, IdBody, InRecord, LevelArg,
-    METHODS, OneOrMany, Params, SqlBody, TimeArg, TooMany, UpdateBody, Updated, method,
+    AddBody, Added, Ambiguous, Bucket, Candidate, DeleteBody, Deleted, Empty, Histogram, IdBody,
+    InRecord, LevelArg, METHODS, OneOrMany, Params, SqlBody, TimeArg, TooMany, UpdateBody, Updated,
+    method,
 };
 use logrelay_plugin_api::{Level, Record};
 use serde::de::DeserializeOwned;
@@ -73,6 +74,7 @@ impl Api {
             method::DELETE => self.delete(parse(name, body)?).await?,
             method::DELETE_BY_FILTER => self.delete_by_filter(parse(name, body)?).await?,
             method::STATS => self.stats(parse(name, body)?).await?,
+            method::HISTOGRAM => self.histogram(parse(name, body)?).await?,
             method::SQL => self.sql(parse(name, body)?).await?,
             method::RETENTION_RUN => {
                 let _: Empty = parse(name, body)?;
@@ -119,7 +121,7 @@ impl Api {
     }
 
     async fn query(&self, p: Params) -> Result<String, TimescaleError> {
-        refuse(&p, &["all", "refuse_over"], "query")?;
+        refuse(&p, &["all", "refuse_over", "buckets"], "query")?;
         let filter = Filter::from_params(&p)?;
         let limit = p
             .limit
@@ -437,7 +439,7 @@ impl Api {
     }
 
     async fn delete_by_filter(&self, p: Params) -> Result<Value, TimescaleError> {
-        refuse(&p, &["limit", "cursor"], "delete_by_filter")?;
+        refuse(&p, &["limit", "cursor", "buckets"], "delete_by_filter")?;
         let filter = Filter::from_params(&p)?;
         if filter.is_empty() && p.all != Some(true) {
             return Err(TimescaleError::BadRequest(
@@ -582,7 +584,11 @@ impl Api {
     }
 
     async fn stats(&self, p: Params) -> Result<Value, TimescaleError> {
-        refuse(&p, &["limit", "cursor", "all", "refuse_over"], "stats")?;
+        refuse(
+            &p,
+            &["limit", "cursor", "all", "refuse_over", "buckets"],
+            "stats",
+        )?;
         let filter = Filter::from_params(&p)?;
         let mut qb = QueryBuilder::<Postgres>::new(format!(
             "SELECT GROUPING(level)::int4, GROUPING(project)::int4, GROUPING(module)::int4,
@@ -638,6 +644,120 @@ impl Api {
         answer["from"] = json!(filter.from.map(rfc3339));
         answer["to"] = json!(filter.to.map(rfc3339));
         Ok(answer)
+    }
+
+    /// Counts by level in `buckets` equal slices of the range: `time_bucket` on a hypertable,
+    /// integer arithmetic on the epoch on plain PostgreSQL (which has no `time_bucket`, and
+    /// `date_bin` only from version 14).
+    async fn histogram(&self, p: Params) -> Result<Value, TimescaleError> {
+        refuse(&p, &["limit", "cursor", "all", "refuse_over"], "histogram")?;
+        let n = i64::from(p.buckets.unwrap_or(DEFAULT_BUCKETS));
+        if !(1..=i64::from(MAX_BUCKETS)).contains(&n) {
+            return Err(TimescaleError::BadRequest(format!(
+                "`buckets`: {n} is not between 1 and {MAX_BUCKETS}"
+            )));
+        }
+        let filter = Filter::from_params(&p)?;
+        let (mut from, mut to) = (filter.from, filter.to);
+        if from.is_none() || to.is_none() {
+            let mut qb = QueryBuilder::<Postgres>::new(format!(
+                "SELECT min(ts), max(ts) FROM {}",
+                self.table
+            ));
+            filter.push(&mut qb);
+            let (oldest, newest): (Option<DateTime<Utc>>, Option<DateTime<Utc>>) = qb
+                .build_query_as()
+                .fetch_one(&self.pool)
+                .await
+                .map_err(rejected("histogram"))?;
+            from = from.or(oldest);
+            to = to.or(newest.map(|t| t + chrono::Duration::microseconds(1)));
+        }
+        let empty = |from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| {
+            json!(Histogram {
+                from: from.map(rfc3339),
+                to: to.map(rfc3339),
+                from_ns: from.and_then(|t| t.timestamp_nanos_opt()),
+                to_ns: to.and_then(|t| t.timestamp_nanos_opt()),
+                bucket_us: 1,
+                buckets: Vec::new(),
+            })
+        };
+        let (Some(from), Some(to)) = (from, to) else {
+            return Ok(empty(from, to));
+        };
+        let span = to
+            .timestamp_micros()
+            .saturating_sub(from.timestamp_micros());
+        if span <= 0 {
+            return Ok(empty(Some(from), Some(to)));
+        }
+        let step = ((span + n - 1) / n).max(1);
+        // The bucket's index, in integers: `time_bucket` on a hypertable; the epoch in
+        // microseconds and integer division on plain PostgreSQL.
+        let mut qb = QueryBuilder::<Postgres>::new("SELECT ");
+        match self.schema.storage {
+            schema::Storage::Hypertable { .. } => {
+                qb.push("(extract(epoch FROM time_bucket(")
+                    .push_bind(step)
+                    .push(" * interval '1 microsecond', ts, ")
+                    .push_bind(from)
+                    .push(") - ")
+                    .push_bind(from)
+                    .push(") * 1000000)::int8 / ")
+                    .push_bind(step);
+            }
+            schema::Storage::Plain => {
+                // Rounded to whole microseconds (a float8 of today's epoch in microseconds is
+                // exact to a quarter), then integer division: no float error at the edges.
+                qb.push("(round(date_part('epoch', ts) * 1000000)::int8 - ")
+                    .push_bind(from.timestamp_micros())
+                    .push(") / ")
+                    .push_bind(step);
+            }
+        }
+        qb.push(format!(" AS b, level, count(*)::int8 FROM {}", self.table));
+        filter.push(&mut qb);
+        qb.push(" AND ts >= ")
+            .push_bind(from)
+            .push(" AND ts < ")
+            .push_bind(to)
+            .push(" GROUP BY 1, 2 ORDER BY 1, 2");
+        let rows: Vec<(i64, i16, i64)> = qb
+            .build_query_as()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(rejected("histogram"))?;
+        let mut buckets: Vec<Bucket> = Vec::new();
+        for (index, level, count) in rows {
+            // Rounding at the last bucket's edge: keep every row inside the range's buckets.
+            let index = index.clamp(0, n - 1);
+            let count = u64::try_from(count).unwrap_or(0);
+            if buckets.last().is_none_or(|b| i64::from(b.index) != index) {
+                let start = from + chrono::Duration::microseconds(index * step);
+                buckets.push(Bucket {
+                    index: u32::try_from(index).unwrap_or(0),
+                    start: rfc3339(start),
+                    start_ns: start.timestamp_nanos_opt().unwrap_or(i64::MIN),
+                    counts: BTreeMap::new(),
+                    total: 0,
+                });
+            }
+            if let Some(b) = buckets.last_mut() {
+                *b.counts
+                    .entry(out::level_name(level).into_owned())
+                    .or_insert(0) += count;
+                b.total += count;
+            }
+        }
+        Ok(json!(Histogram {
+            from: Some(rfc3339(from)),
+            to: Some(rfc3339(to)),
+            from_ns: from.timestamp_nanos_opt(),
+            to_ns: to.timestamp_nanos_opt(),
+            bucket_us: step,
+            buckets,
+        }))
     }
 
     async fn sql(&self, b: SqlBody) -> Result<Value, TimescaleError> {
@@ -777,6 +897,7 @@ fn refuse(p: &Params, fields: &[&str], method: &str) -> Result<(), TimescaleErro
             "cursor" => p.cursor.is_some(),
             "all" => p.all.is_some(),
             "refuse_over" => p.refuse_over_rows.is_some() || p.refuse_over_percent.is_some(),
+            "buckets" => p.buckets.is_some(),
             _ => false,
         };
         if given {
@@ -1017,6 +1138,11 @@ fn verb_method(verb: &str) -> &'static str {
 fn rfc3339(ts: DateTime<Utc>) -> String {
     ts.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
+
+/// Buckets of a `histogram` without `buckets`.
+const DEFAULT_BUCKETS: u32 = 60;
+/// The most buckets a `histogram` may ask for.
+const MAX_BUCKETS: u32 = 1000;
 
 /// About 4700 BC, just after PostgreSQL's earliest `timestamptz` (4713 BC), in microseconds
 /// since the epoch.

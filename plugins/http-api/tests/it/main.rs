@@ -6,6 +6,7 @@
 
 mod addressing;
 mod common;
+mod explorer;
 mod inprocess;
 mod input;
 mod routes;

@@ -166,6 +166,17 @@ fn answers(h: &Harness, now: i64) -> Vec<(String, Value)> {
     ] {
         out.push((format!("stats {body}"), ok(h, "stats", body.clone())));
     }
+    // `time_bucket` on the hypertable, integer arithmetic on the plain table: the same buckets.
+    for body in [
+        json!({"buckets": 25}),
+        json!({"from": ns(21), "to": ns(0), "buckets": 21, "project": "p1"}),
+        json!({"from": ns(12) - 3_600_000_000_000, "to": ns(8), "buckets": 7, "min_level": "warning"}),
+    ] {
+        let answer = ok(h, "histogram", body.clone());
+        let buckets = answer["buckets"].as_array().map_or(0, Vec::len);
+        assert!(buckets > 1, "histogram {body}: {answer}");
+        out.push((format!("histogram {body}"), answer));
+    }
     out
 }
 
