@@ -28,7 +28,8 @@ pub const MAX_NAME_BYTES: usize = 100;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MetricKind {
-    /// Only goes up; updated with [`MetricOp::Add`].
+    /// Only goes up: updated with [`MetricOp::Add`], or [`MetricOp::Set`] to the connector's
+    /// own running total (which must not decrease).
     Counter,
     /// Any value; updated with [`MetricOp::Set`] or [`MetricOp::Add`].
     Gauge,
@@ -40,7 +41,7 @@ pub enum MetricKind {
 pub enum MetricOp {
     /// Adds `value` (at least 0 for a counter).
     Add,
-    /// Sets the gauge to `value`.
+    /// Sets the metric to `value` (for a counter: its running total, at least 0).
     Set,
 }
 
@@ -62,8 +63,8 @@ pub struct MetricUpdate {
 }
 
 impl MetricUpdate {
-    /// Checks what the host checks: the name's form, a finite value, no counter set or
-    /// decreased. The message says what is wrong.
+    /// Checks what the host checks: the name's form, a finite value, no negative value for a
+    /// counter. The message says what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         let name = self.name.as_bytes();
         let well_formed = !name.is_empty()
@@ -81,9 +82,9 @@ impl MetricUpdate {
         if !self.value.is_finite() {
             return Err(format!("metric `{}`: the value is not finite", self.name));
         }
-        if self.kind == MetricKind::Counter && (self.op == MetricOp::Set || self.value < 0.0) {
+        if self.kind == MetricKind::Counter && self.value < 0.0 {
             return Err(format!(
-                "metric `{}` is a counter: it can only be increased",
+                "metric `{}` is a counter: it cannot be negative or decrease",
                 self.name
             ));
         }
@@ -102,6 +103,19 @@ impl Host {
             kind: MetricKind::Counter,
             op: MetricOp::Add,
             value: delta,
+        })
+    }
+
+    /// Sets this instance's counter `name` to `total`, a running total the connector keeps
+    /// itself (an atomic it already has), which must not decrease. For reporting such totals
+    /// periodically. Errors as for [`Host::counter_add`].
+    pub fn counter_set(&self, name: &str, help: &str, total: f64) -> Result<(), PluginError> {
+        self.send_metric(MetricUpdate {
+            name: name.to_owned(),
+            help: help.to_owned(),
+            kind: MetricKind::Counter,
+            op: MetricOp::Set,
+            value: total,
         })
     }
 
@@ -149,7 +163,8 @@ mod tests {
             assert!(update(bad, Gauge, Set, 1.0).validate().is_err(), "{bad}");
         }
         assert!(update("g", Gauge, Set, f64::NAN).validate().is_err());
-        assert!(update("c_total", Counter, Set, 1.0).validate().is_err());
+        assert!(update("c_total", Counter, Set, 7.0).validate().is_ok());
+        assert!(update("c_total", Counter, Set, -1.0).validate().is_err());
         assert!(update("c_total", Counter, Add, -1.0).validate().is_err());
     }
 
