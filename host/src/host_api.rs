@@ -203,3 +203,41 @@ impl HostObj for InstanceHost {
             .into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(name: &str, kind: &str, op: &str, value: f64) -> String {
+        format!(
+            r#"{{"name":"{name}","help":"h\nmore","kind":"{kind}","op":"{op}","value":{value}}}"#
+        )
+    }
+
+    #[test]
+    fn metrics_add_and_set_per_instance_keep_their_kind_and_go_with_the_instance() {
+        let r = Registry::new(Purpose::Run);
+        let add = update("sent_total", "counter", "add", 2.0);
+        r.record_metric("a", &add).expect("add");
+        r.record_metric("a", &add).expect("add");
+        r.record_metric("b", &update("sent_total", "counter", "set", 7.0))
+            .expect("set");
+        let m = r.metrics();
+        assert_eq!(m["sent_total"].values["a"], 4.0);
+        assert_eq!(m["sent_total"].values["b"], 7.0);
+        assert_eq!(m["sent_total"].help, "h more");
+        let err = r
+            .record_metric("a", &update("sent_total", "gauge", "set", 1.0))
+            .expect_err("kind kept");
+        assert!(err.message.contains("is a Counter"), "{err}");
+        assert!(
+            r.record_metric("a", &update("Bad-Name", "gauge", "set", 1.0))
+                .is_err()
+        );
+        assert!(r.record_metric("a", "not json").is_err());
+        r.remove("a");
+        assert!(!r.metrics()["sent_total"].values.contains_key("a"));
+        r.remove("b");
+        assert!(r.metrics().is_empty());
+    }
+}
