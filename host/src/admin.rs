@@ -14,6 +14,8 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use serde_json::json;
 
+use logrelay_plugin_api::MetricKind;
+
 use crate::config::Acceptance;
 use crate::engine::{Engine, InstanceHealth, InstanceStats, ReloadReport};
 use crate::intake::IntakeStats;
@@ -282,6 +284,18 @@ pub fn render_metrics(state: &AdminState) -> String {
             out,
             "logrelay_dispatch_seconds_bucket{{instance=\"{n}\",le=\"+Inf\"}} {count}\nlogrelay_dispatch_seconds_sum{{instance=\"{n}\"}} {sum}\nlogrelay_dispatch_seconds_count{{instance=\"{n}\"}} {count}"
         );
+    }
+    // What the connectors report themselves, each under its instance.
+    for (name, metric) in state.engine.plugin_metrics() {
+        let name = format!("logrelay_plugin_{name}");
+        let kind = match metric.kind {
+            MetricKind::Counter => "counter",
+            MetricKind::Gauge => "gauge",
+        };
+        family(&mut out, &name, kind, &metric.help);
+        for (instance, value) in &metric.values {
+            let _ = writeln!(out, "{name}{{instance=\"{instance}\"}} {value}");
+        }
     }
     out
 }

@@ -280,9 +280,82 @@ pub fn check(settings: &Settings, env: &Env, online: bool) -> anyhow::Result<Exi
         }
         Err(e) => {
             eprintln!("error: {e}");
+            describe_refused_options(&config, &e.0);
             Ok(ExitCode::from(2))
         }
     }
+}
+
+/// Under `check`'s errors: for each instance whose connector refused an option (unknown or of
+/// the wrong type), the options its library describes, and the closest name to an unknown one.
+fn describe_refused_options(config: &PluginsConfig, errors: &[String]) {
+    for spec in config.enabled() {
+        let prefix = format!("[plugins.{}]: config: invalid config", spec.name);
+        let Some(error) = errors.iter().find(|e| e.starts_with(&prefix)) else {
+            continue;
+        };
+        let Ok(lib) = loader::load_library(&spec.library) else {
+            continue;
+        };
+        let options = crate::describe::options(&lib.example_config());
+        if options.is_empty() {
+            continue;
+        }
+        if let Some(unknown) = error
+            .split_once("unknown field `")
+            .and_then(|(_, rest)| rest.split_once('`'))
+            .map(|(name, _)| name)
+            && let Some(closest) = options
+                .iter()
+                .map(|o| (strsim::jaro_winkler(unknown, &o.key), &o.key))
+                .filter(|(score, _)| *score > 0.8)
+                .max_by(|a, b| a.0.total_cmp(&b.0))
+        {
+            eprintln!(
+                "  [plugins.{}]: `{unknown}` is not an option of `{}`; did you mean `{}`?",
+                spec.name, spec.type_name, closest.1
+            );
+        }
+        eprintln!(
+            "  [plugins.{}] `{}` options (logrelay plugins --describe {}):\n{}",
+            spec.name,
+            spec.type_name,
+            spec.type_name,
+            crate::describe::render(&options).trim_end()
+        );
+    }
+}
+
+/// `logrelay plugins --describe TYPE`: the options of a connector, from its library.
+pub fn describe(settings: &Settings, type_name: &str) -> anyhow::Result<ExitCode> {
+    let path = settings
+        .plugin_dir
+        .join(format!("liblogrelay_{}.so", type_name.replace('-', "_")));
+    let lib = match loader::load_library(&path) {
+        Ok(lib) => lib,
+        Err(e) => {
+            eprintln!("error: {e} (set LOGRELAY_PLUGIN_DIR)");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let m = lib.manifest();
+    if m.type_name != type_name {
+        eprintln!(
+            "error: {} is a `{}` connector, not `{type_name}`",
+            path.display(),
+            m.type_name
+        );
+        return Ok(ExitCode::from(2));
+    }
+    println!("{} {}: {}", m.type_name, m.version, m.description);
+    println!("  ({})", path.display());
+    println!();
+    println!("Options under [plugins.<name>.config], from the library's example config:");
+    print!(
+        "{}",
+        crate::describe::render(&crate::describe::options(&lib.example_config()))
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// `logrelay plugins`: lists the connector libraries in the plugin directory.

@@ -57,7 +57,12 @@ pub enum Command {
         online: bool,
     },
     /// List the connector libraries in the plugin directory.
-    Plugins,
+    Plugins {
+        /// Print the options of the connector of this type instead (names, types, values and
+        /// docs, from the library's own example config).
+        #[arg(long, value_name = "TYPE")]
+        describe: Option<String>,
+    },
     /// Feed a JSON-lines file through the configured connectors, without RabbitMQ.
     Replay {
         /// The file; one log object per line.
@@ -94,7 +99,10 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command.unwrap_or(Command::Run) {
         Command::Run => runtime.block_on(app::run(settings, &env)),
         Command::Check { online } => app::check(&settings, &env, online),
-        Command::Plugins => app::plugins(&settings),
+        Command::Plugins { describe: None } => app::plugins(&settings),
+        Command::Plugins {
+            describe: Some(type_name),
+        } => app::describe(&settings, &type_name),
         Command::Replay { file } => runtime.block_on(crate::replay::run(settings, &env, &file)),
         Command::Send(args) => runtime.block_on(crate::send::run(&settings, args)),
         Command::Health => app::admin_call(&settings, "GET", "/health"),

@@ -1,19 +1,37 @@
-//! What the host offers every instance: log forwarding and requests to other instances.
+//! What the host offers every instance: log forwarding, requests to other instances and the
+//! connector metrics it reports.
 
-use std::collections::HashMap;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use abi_stable::sabi_trait::TD_Opaque;
 use abi_stable::std_types::{RArc, RResult, RStr, RString};
 use logrelay_plugin_api::abi::{HostBox, HostObj, HostObj_TO, PluginBox};
-use logrelay_plugin_api::{Level, PURPOSE_METHOD, PluginError, Purpose};
+use logrelay_plugin_api::{
+    Level, METRICS_METHOD, MetricKind, MetricOp, MetricUpdate, PURPOSE_METHOD, PluginError, Purpose,
+};
 
 /// The live instances by name, for `request` between instances, and why they are built.
 #[derive(Default)]
 pub struct Registry {
     instances: RwLock<HashMap<String, Arc<PluginBox>>>,
     purpose: Purpose,
+    metrics: Mutex<BTreeMap<String, MetricFamily>>,
 }
+
+/// One connector metric, by instance: what `/metrics` shows as `logrelay_plugin_<name>`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricFamily {
+    /// Counter or gauge, as first reported.
+    pub kind: MetricKind,
+    /// The `# HELP` text of the last update, on one line.
+    pub help: String,
+    /// The value of each instance that reported it.
+    pub values: BTreeMap<String, f64>,
+}
+
+/// At most this many distinct metric names over every instance; more are refused.
+const MAX_METRIC_FAMILIES: usize = 1000;
 
 impl Registry {
     /// An empty registry whose instances are built for `purpose` (they ask, see
@@ -22,7 +40,50 @@ impl Registry {
         Registry {
             instances: RwLock::default(),
             purpose,
+            metrics: Mutex::default(),
         }
+    }
+
+    /// Applies a metric update from `instance` (a [`METRICS_METHOD`] request).
+    pub fn record_metric(&self, instance: &str, body: &str) -> Result<(), PluginError> {
+        let update: MetricUpdate = serde_json::from_str(body)
+            .map_err(|e| PluginError::permanent(format!("bad metric update: {e}")))?;
+        update.validate().map_err(PluginError::permanent)?;
+        let mut metrics = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        if !metrics.contains_key(&update.name) && metrics.len() >= MAX_METRIC_FAMILIES {
+            return Err(PluginError::permanent(format!(
+                "metric `{}` refused: the host keeps at most {MAX_METRIC_FAMILIES} connector metrics",
+                update.name
+            )));
+        }
+        let family = metrics
+            .entry(update.name.clone())
+            .or_insert_with(|| MetricFamily {
+                kind: update.kind,
+                help: String::new(),
+                values: BTreeMap::new(),
+            });
+        if family.kind != update.kind {
+            return Err(PluginError::permanent(format!(
+                "metric `{}` is a {:?}, not a {:?}",
+                update.name, family.kind, update.kind
+            )));
+        }
+        family.help = update.help.replace(['\\', '\n', '\r'], " ");
+        let value = family.values.entry(instance.to_owned()).or_insert(0.0);
+        match update.op {
+            MetricOp::Add => *value += update.value,
+            MetricOp::Set => *value = update.value,
+        }
+        Ok(())
+    }
+
+    /// Every connector metric, by name.
+    pub fn metrics(&self) -> BTreeMap<String, MetricFamily> {
+        self.metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Adds (or replaces) an instance.
@@ -33,12 +94,17 @@ impl Registry {
             .insert(name.to_owned(), instance);
     }
 
-    /// Removes an instance.
+    /// Removes an instance, and its metrics.
     pub fn remove(&self, name: &str) {
         self.instances
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(name);
+        let mut metrics = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
+        for family in metrics.values_mut() {
+            family.values.remove(name);
+        }
+        metrics.retain(|_, f| !f.values.is_empty());
     }
 
     /// Looks an instance up.
@@ -124,9 +190,54 @@ impl HostObj for InstanceHost {
         method: RStr<'_>,
         body: RStr<'_>,
     ) -> RResult<RString, PluginError> {
+        if instance.is_empty() && method.as_str() == METRICS_METHOD {
+            return self
+                .registry
+                .record_metric(&self.instance, body.as_str())
+                .map(|()| RString::new())
+                .into();
+        }
         self.registry
             .request(instance.as_str(), method.as_str(), body.as_str())
             .map(RString::from)
             .into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn update(name: &str, kind: &str, op: &str, value: f64) -> String {
+        format!(
+            r#"{{"name":"{name}","help":"h\nmore","kind":"{kind}","op":"{op}","value":{value}}}"#
+        )
+    }
+
+    #[test]
+    fn metrics_add_and_set_per_instance_keep_their_kind_and_go_with_the_instance() {
+        let r = Registry::new(Purpose::Run);
+        let add = update("sent_total", "counter", "add", 2.0);
+        r.record_metric("a", &add).expect("add");
+        r.record_metric("a", &add).expect("add");
+        r.record_metric("b", &update("sent_total", "counter", "set", 7.0))
+            .expect("set");
+        let m = r.metrics();
+        assert_eq!(m["sent_total"].values["a"], 4.0);
+        assert_eq!(m["sent_total"].values["b"], 7.0);
+        assert_eq!(m["sent_total"].help, "h more");
+        let err = r
+            .record_metric("a", &update("sent_total", "gauge", "set", 1.0))
+            .expect_err("kind kept");
+        assert!(err.message.contains("is a Counter"), "{err}");
+        assert!(
+            r.record_metric("a", &update("Bad-Name", "gauge", "set", 1.0))
+                .is_err()
+        );
+        assert!(r.record_metric("a", "not json").is_err());
+        r.remove("a");
+        assert!(!r.metrics()["sent_total"].values.contains_key("a"));
+        r.remove("b");
+        assert!(r.metrics().is_empty());
     }
 }

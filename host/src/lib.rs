@@ -7,6 +7,7 @@ pub mod app;
 pub mod cli;
 pub mod config;
 pub mod decode;
+pub mod describe;
 pub mod engine;
 pub mod fingerprint;
 pub mod host_api;

@@ -82,6 +82,7 @@ pub mod export;
 #[cfg(feature = "format")]
 pub mod format;
 pub mod json_body;
+pub mod metrics;
 mod plugin;
 pub mod refusal;
 #[cfg(feature = "store")]
@@ -98,6 +99,7 @@ pub use constant_time::constant_time_eq;
 pub use duration::{DurationError, parse_duration, parse_optional_duration};
 pub use error_chain::error_chain;
 pub use json_body::{JsonError, from_json_exact, from_json_with_path};
+pub use metrics::{METRICS_METHOD, MetricKind, MetricOp, MetricUpdate};
 pub use plugin::{Context, Host, PURPOSE_METHOD, Plugin, Purpose, parse_config};
 
 /// Items the export macro expands to; not part of the public API.

@@ -22,3 +22,11 @@ pub use error::TemplateError;
 pub use template::Template;
 
 logrelay_plugin_api::export_plugin!(Template);
+
+// template-only:start (scripts/new-plugin leaves this out of a copy)
+/// The Rust code blocks of docs/PLUGIN_GUIDE.md, compiled as doc tests of this crate, so that
+/// the guide's examples use the template as a connector's own tests do.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/PLUGIN_GUIDE.md")]
+pub struct PluginGuide;
+// template-only:end

@@ -109,6 +109,13 @@ impl Engine {
         BatchBuilder::new(self.batch_ids.clone(), max_records)
     }
 
+    /// The metrics the connectors reported (`Host::counter_add`, `Host::gauge_set`), by name.
+    pub fn plugin_metrics(
+        &self,
+    ) -> std::collections::BTreeMap<String, crate::host_api::MetricFamily> {
+        self.registry.metrics()
+    }
+
     /// Batches not yet complete.
     pub fn pending_batches(&self) -> usize {
         self.tracker.pending_batches()

@@ -216,6 +216,35 @@ fn plugins_lists_the_libraries() {
     run(logrelay(dir.path(), &[]).arg("plugins")).stdout_has(&["fixture", "console"]);
 }
 
+/// `--describe` reads the options from the library; `check` shows them, and the closest name,
+/// under an instance whose connector refused an unknown option.
+#[test]
+fn plugins_describe_and_check_show_a_connectors_options() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(logrelay(dir.path(), &[]).args(["plugins", "--describe", "fixture"]))
+        .succeeds()
+        .stdout_has(&[
+            "fixture 0.1.0",
+            "record_to",
+            "string",
+            "sleep_ms",
+            "integer",
+        ]);
+    run(logrelay(dir.path(), &[]).args(["plugins", "--describe", "nosuchtype"])).exits_with(2);
+    write_plugins(
+        dir.path(),
+        "[plugins.sink]\ntype = \"fixture\"\nconfig = { sleep_msec = 5 }\n",
+    );
+    run(logrelay(dir.path(), &[]).arg("check"))
+        .exits_with(2)
+        .stderr_has(&[
+            "unknown field `sleep_msec`",
+            "did you mean `sleep_ms`?",
+            "`fixture` options (logrelay plugins --describe fixture)",
+            "record_to",
+        ]);
+}
+
 #[test]
 fn replay_feeds_a_file_through_the_instances() {
     let dir = tempfile::tempdir().expect("tempdir");

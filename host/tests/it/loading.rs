@@ -1,9 +1,12 @@
 //! Loading the real libraries: manifests, refusals, errors reported together.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use logrelay::admin::{AdminState, render_metrics};
 use logrelay::config::{Env, PluginsConfig};
 use logrelay::engine::{Batch, DeliveryRef, Engine};
+use logrelay::intake::IntakeStats;
 use logrelay::loader::{LoadError, Loader, load_library};
 use logrelay_plugin_api::RecordFlags;
 use logrelay_plugin_api::testing::sample_records;
@@ -143,4 +146,62 @@ fn a_library_of_another_type_is_refused() {
             .contains("is a `fixture` connector, not `console`"),
         "{err}"
     );
+}
+
+/// Connector metrics travel as a host request, not a layout change: a library built against
+/// 1.0.0 loads beside one that reports metrics, and `/metrics` shows the reported counter and
+/// gauge under the reporting instance's label.
+#[tokio::test(flavor = "multi_thread")]
+async fn connector_metrics_reach_metrics_with_the_instance_label_beside_a_1_0_plugin() {
+    let old = fixture_1_0();
+    let dir = plugin_dir();
+    let config = PluginsConfig::parse(
+        &format!(
+            "[plugins.old]\ntype = \"fixture\"\npath = {old:?}\n\
+             [plugins.counting]\ntype = \"fixture\"\nconfig = {{ report_metrics = true }}\n"
+        ),
+        &Env::default(),
+        dir,
+    )
+    .unwrap_or_else(|p| panic!("config refused: {p:?}"));
+    let (engine, mut done) = Engine::start(&config, options()).expect("both load");
+    for n in [3, 5] {
+        engine
+            .dispatch(Batch::flagged(
+                engine.next_batch_id(),
+                sample_records(n)
+                    .into_iter()
+                    .map(|r| (r, RecordFlags::NONE)),
+                vec![DeliveryRef {
+                    generation: 1,
+                    tag: n as u64,
+                }],
+            ))
+            .await;
+        let completed = tokio::time::timeout(Duration::from_secs(20), done.recv())
+            .await
+            .expect("the batch completes")
+            .expect("completion");
+        assert!(completed.failed.is_empty(), "{:?}", completed.failed);
+    }
+    let state = AdminState {
+        engine: engine.clone(),
+        intake: Arc::new(IntakeStats::default()),
+        reload: Arc::new(|| Err("no reload here".to_owned())),
+    };
+    let body = render_metrics(&state);
+    for line in [
+        "# TYPE logrelay_plugin_fixture_records_total counter",
+        "logrelay_plugin_fixture_records_total{instance=\"counting\"} 8",
+        "# TYPE logrelay_plugin_fixture_last_batch_records gauge",
+        "logrelay_plugin_fixture_last_batch_records{instance=\"counting\"} 5",
+        "logrelay_instance_batches_total{instance=\"old\",outcome=\"ok\"} 2",
+    ] {
+        assert!(body.lines().any(|l| l == line), "no `{line}` in:\n{body}");
+    }
+    assert!(
+        !body.contains("logrelay_plugin_fixture_records_total{instance=\"old\"}"),
+        "{body}"
+    );
+    engine.shutdown(Instant::now() + Duration::from_secs(5));
 }

@@ -8,6 +8,7 @@ use std::io::BufWriter;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
@@ -23,6 +24,25 @@ use crate::clock::Clock;
 use crate::config::{Compression, Retention, Settings, Upload};
 use crate::naming::{FileKind, NamePattern};
 use crate::writer::sync_dir;
+
+/// What the archive task counts since the instance started (reported to the host's `/metrics`).
+#[derive(Debug, Default)]
+pub struct ArchiveCounters {
+    /// Rotated files compressed.
+    pub archived: AtomicU64,
+    /// Rotated files that could not be compressed (they stay as they are).
+    pub archive_failed: AtomicU64,
+    /// Archives uploaded.
+    pub uploaded: AtomicU64,
+    /// Upload attempts that failed (each retried, up to `archive_upload_attempts`).
+    pub upload_attempts_failed: AtomicU64,
+    /// Archives whose upload was given up or that could not be read (they stay on disk).
+    pub upload_failed: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
 
 /// Work for the background task.
 #[derive(Debug)]
@@ -81,10 +101,15 @@ pub fn list(dir: &Path, pattern: &NamePattern) -> std::io::Result<Vec<FileInfo>>
 }
 
 /// The background task: runs jobs in order until every sender is gone.
-pub async fn run(settings: Arc<Settings>, clock: Arc<dyn Clock>, mut jobs: UnboundedReceiver<Job>) {
+pub async fn run(
+    settings: Arc<Settings>,
+    clock: Arc<dyn Clock>,
+    mut jobs: UnboundedReceiver<Job>,
+    counters: Arc<ArchiveCounters>,
+) {
     let uploads = settings.upload.clone().map(|upload| {
         let (tx, rx) = unbounded_channel::<UploadJob>();
-        tokio::spawn(upload_task(upload, rx));
+        tokio::spawn(upload_task(upload, rx, counters.clone()));
         tx
     });
     while let Some(job) = jobs.recv().await {
@@ -96,15 +121,20 @@ pub async fn run(settings: Arc<Settings>, clock: Arc<dyn Clock>, mut jobs: Unbou
                     tokio::task::spawn_blocking(move || compress(&source, compression)).await;
                 match done {
                     Ok(Ok(archive)) => {
+                        bump(&counters.archived);
                         tracing::info!(file = %path.display(), archive = %archive.display(), "Archived a rotated file.");
                         if let Some(tx) = &uploads {
                             let _ = tx.send(UploadJob::File(archive));
                         }
                     }
                     Ok(Err(e)) => {
+                        bump(&counters.archive_failed);
                         tracing::error!(file = %path.display(), error = %e, "Cannot archive a rotated file; it stays as it is and is tried again at the next start.");
                     }
-                    Err(e) => tracing::error!(error = %e, "The archive task failed."),
+                    Err(e) => {
+                        bump(&counters.archive_failed);
+                        tracing::error!(error = %e, "The archive task failed.");
+                    }
                 }
                 retention(&settings, &clock).await;
             }
@@ -289,7 +319,11 @@ enum UploadJob {
     Flush(oneshot::Sender<()>),
 }
 
-async fn upload_task(upload: Upload, mut jobs: UnboundedReceiver<UploadJob>) {
+async fn upload_task(
+    upload: Upload,
+    mut jobs: UnboundedReceiver<UploadJob>,
+    counters: Arc<ArchiveCounters>,
+) {
     let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
     while let Some(job) = jobs.recv().await {
         let path = match job {
@@ -307,6 +341,7 @@ async fn upload_task(upload: Upload, mut jobs: UnboundedReceiver<UploadJob>) {
         let body = match read_no_follow(&path).await {
             Ok(body) => Bytes::from(body),
             Err(e) => {
+                bump(&counters.upload_failed);
                 tracing::warn!(file = %path.display(), error = %e, "Cannot read an archive to upload it; skipped.");
                 continue;
             }
@@ -317,14 +352,18 @@ async fn upload_task(upload: Upload, mut jobs: UnboundedReceiver<UploadJob>) {
         for attempt in 1..=upload.attempts {
             match put(&client, &url, upload.token.as_deref(), body.clone()).await {
                 Ok(()) => {
+                    bump(&counters.uploaded);
                     tracing::info!(file = %name, url = %url, attempt, "Uploaded an archive.");
                     break;
                 }
                 Err(e) if attempt < upload.attempts => {
+                    bump(&counters.upload_attempts_failed);
                     tracing::warn!(file = %name, url = %url, attempt, error = %e, "Archive upload failed; will retry.");
                     tokio::time::sleep(backoff.delay(attempt)).await;
                 }
                 Err(e) => {
+                    bump(&counters.upload_attempts_failed);
+                    bump(&counters.upload_failed);
                     tracing::error!(file = %name, url = %url, attempt, error = %e, "Archive upload failed; giving up (the file stays on disk).");
                 }
             }

@@ -1,14 +1,15 @@
 //! The files connector itself: the plugin, its background tasks and its requests.
 
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use logrelay_plugin_api::{Context, Plugin, PluginError, Purpose, Record};
+use logrelay_plugin_api::{Context, Host, Plugin, PluginError, Purpose, Record};
 use tokio::sync::mpsc::UnboundedSender;
 use tokio::task::JoinHandle;
 
-use crate::archive::{self, Job};
+use crate::archive::{self, ArchiveCounters, Job};
 use crate::clock::{Clock, SystemClock};
 use crate::config::{Config, Settings};
 use crate::error::FilesError;
@@ -18,6 +19,9 @@ use crate::writer::Writer;
 /// How often the background task checks for rotation by time and the interval fsync.
 const TICK: Duration = Duration::from_millis(250);
 
+/// How often the archive counters are reported to the host's `/metrics`.
+const METRICS_EVERY: Duration = Duration::from_secs(5);
+
 /// Writes records to rotated, archived and retained log files, and serves them over HTTP.
 pub struct Files {
     settings: Arc<Settings>,
@@ -25,6 +29,7 @@ pub struct Files {
     jobs: UnboundedSender<Job>,
     http_address: Option<SocketAddr>,
     tasks: Vec<JoinHandle<()>>,
+    counters: Arc<ArchiveCounters>,
 }
 
 impl Files {
@@ -40,10 +45,12 @@ impl Files {
         let (jobs, receiver) = tokio::sync::mpsc::unbounded_channel();
         let writer = Writer::open(settings.clone(), clock.clone(), instance, jobs.clone())?;
         let writer = Arc::new(Mutex::new(writer));
+        let counters = Arc::new(ArchiveCounters::default());
         let mut tasks = vec![tokio::spawn(archive::run(
             settings.clone(),
             clock.clone(),
             receiver,
+            counters.clone(),
         ))];
         tasks.push(tokio::spawn(ticker(
             writer.clone(),
@@ -92,7 +99,49 @@ impl Files {
             jobs,
             http_address,
             tasks,
+            counters,
         })
+    }
+
+    /// Reports the archive counters to `host` (`logrelay_plugin_files_*{instance=...}` under
+    /// its `/metrics`) every few seconds, until the instance shuts down.
+    pub fn report_metrics_to(&mut self, host: Host) {
+        let counters = self.counters.clone();
+        self.tasks.push(tokio::spawn(async move {
+            loop {
+                for (name, help, counter) in [
+                    (
+                        "files_archived_total",
+                        "Rotated files compressed.",
+                        &counters.archived,
+                    ),
+                    (
+                        "files_archive_failures_total",
+                        "Rotated files that could not be compressed (they stay as they are).",
+                        &counters.archive_failed,
+                    ),
+                    (
+                        "files_uploads_total",
+                        "Archives uploaded.",
+                        &counters.uploaded,
+                    ),
+                    (
+                        "files_upload_attempt_failures_total",
+                        "Archive upload attempts that failed (each retried up to the limit).",
+                        &counters.upload_attempts_failed,
+                    ),
+                    (
+                        "files_upload_failures_total",
+                        "Archives whose upload was given up (they stay on disk).",
+                        &counters.upload_failed,
+                    ),
+                ] {
+                    // A host older than connector metrics refuses them; nothing else changes.
+                    let _ = host.counter_set(name, help, counter.load(Ordering::Relaxed) as f64);
+                }
+                tokio::time::sleep(METRICS_EVERY).await;
+            }
+        }));
     }
 
     /// The address the HTTP server listens on, once bound (useful with port 0).
@@ -156,7 +205,9 @@ impl Plugin for Files {
             // `replay` beside a running host, whose instance serves the files.
             settings.http = None;
         }
-        Ok(Files::start(settings, Arc::new(SystemClock), ctx.instance_id()).await?)
+        let mut files = Files::start(settings, Arc::new(SystemClock), ctx.instance_id()).await?;
+        files.report_metrics_to(ctx.host().clone());
+        Ok(files)
     }
 
     // Runs on the host's worker thread for this instance (through `block_on`), so blocking file

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use logrelay_plugin_api::{Context, Plugin, PluginError, Record};
+use logrelay_plugin_api::{Context, Host, Plugin, PluginError, Record};
 use teloxide::Bot;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -63,6 +63,11 @@ impl Plugin for Telegram {
                 alive.store(false, Ordering::Release);
             }));
         }
+        tasks.push(tokio::spawn(report_metrics(
+            shared.clone(),
+            ctx.host().clone(),
+            stop_rx.clone(),
+        )));
         if commands {
             tasks.push(tokio::spawn(commands::run(shared.clone(), bot, stop_rx)));
         }
@@ -136,5 +141,63 @@ impl Plugin for Telegram {
             "Telegram connector stopped."
         );
         Ok(())
+    }
+}
+
+/// How often the counters are reported to the host's `/metrics`.
+const METRICS_EVERY: Duration = Duration::from_secs(5);
+
+/// Reports the counters to the host (`logrelay_plugin_telegram_*{instance=...}` under
+/// `/metrics`) every [`METRICS_EVERY`] until `stop` is raised. A host older than
+/// connector metrics refuses them; that changes nothing else.
+async fn report_metrics(shared: Arc<Shared>, host: Host, mut stop: watch::Receiver<bool>) {
+    loop {
+        let s = shared.status();
+        for (name, help, total) in [
+            (
+                "telegram_rate_limited_total",
+                "429 answers from Telegram; each was retried after its retry_after.",
+                s.rate_limited,
+            ),
+            (
+                "telegram_rejected_total",
+                "Messages Telegram refused for good (chat not found, bot blocked); dropped.",
+                s.rejected,
+            ),
+            (
+                "telegram_folded_total",
+                "Alerts dropped into a summary because the queue was full.",
+                s.folded,
+            ),
+            (
+                "telegram_failed_total",
+                "Send attempts that failed and were retried (network, timeout, 5xx).",
+                s.failed,
+            ),
+            (
+                "telegram_sent_total",
+                "Telegram messages delivered.",
+                s.sent,
+            ),
+            (
+                "telegram_alerts_total",
+                "Alerts produced by rules.",
+                s.alerts,
+            ),
+        ] {
+            let _ = host.counter_set(name, help, total as f64);
+        }
+        let _ = host.gauge_set(
+            "telegram_queued",
+            "Messages waiting to be sent.",
+            s.queued as f64,
+        );
+        if *stop.borrow() {
+            return;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(METRICS_EVERY) => {}
+            _ = stop.changed() => {}
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use logrelay_plugin_api::{Context, Plugin, PluginError, Record, RecordFlags};
+use logrelay_plugin_api::{Context, Host, Plugin, PluginError, Record, RecordFlags};
 use sqlx::postgres::{PgConnection, PgPoolOptions};
 use sqlx::{Executor, PgPool};
 
@@ -25,6 +25,9 @@ pub struct Timescale {
     /// Answers the store's requests.
     api: Api,
     retention: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Where the write latency is reported (set by `new`; tests that start the store directly
+    /// report nothing).
+    metrics: std::sync::OnceLock<Host>,
 }
 
 /// Turns Nagle's algorithm off on a new TCP connection (see `nodelay.rs`). Never fails the
@@ -166,11 +169,40 @@ impl Timescale {
             settings,
             writer,
             retention: Mutex::new(retention),
+            metrics: std::sync::OnceLock::new(),
         })
     }
 }
 
 impl Timescale {
+    /// Reports one write's latency and outcome to the host's `/metrics`
+    /// (`logrelay_plugin_timescale_*{instance=...}`): the last latency, and sum and count for
+    /// the mean over time. A host older than connector metrics refuses them; nothing else changes.
+    fn report_write(&self, took: std::time::Duration, ok: bool) {
+        let Some(host) = self.metrics.get() else {
+            return;
+        };
+        let seconds = took.as_secs_f64();
+        let _ = host.gauge_set(
+            "timescale_write_seconds_last",
+            "Duration of the last batch write (statement and commit), seconds.",
+            seconds,
+        );
+        let _ = host.counter_add(
+            "timescale_write_seconds_total",
+            "Time spent writing batches, seconds (divide by timescale_writes_total for the mean).",
+            seconds,
+        );
+        let _ = host.counter_add("timescale_writes_total", "Batch writes.", 1.0);
+        if !ok {
+            let _ = host.counter_add(
+                "timescale_write_errors_total",
+                "Batch writes that failed (retried by the host).",
+                1.0,
+            );
+        }
+    }
+
     /// Writes a batch; refused records are named in a permanent error, each with its own
     /// reason (`PluginError::with_refused`); the others are stored.
     async fn store(
@@ -181,7 +213,10 @@ impl Timescale {
         if batch.is_empty() {
             return Ok(());
         }
-        let (_, refused) = self.writer.write(batch, flags).await?;
+        let started = std::time::Instant::now();
+        let written = self.writer.write(batch, flags).await;
+        self.report_write(started.elapsed(), written.is_ok());
+        let (_, refused) = written?;
         if refused.is_empty() {
             return Ok(());
         }
@@ -213,8 +248,10 @@ impl Plugin for Timescale {
         )
     }
 
-    async fn new(config: Config, _ctx: Context) -> Result<Self, PluginError> {
-        Ok(Timescale::start(config).await?)
+    async fn new(config: Config, ctx: Context) -> Result<Self, PluginError> {
+        let store = Timescale::start(config).await?;
+        let _ = store.metrics.set(ctx.host().clone());
+        Ok(store)
     }
 
     async fn handle_batch(&self, batch: &[Record]) -> Result<(), PluginError> {
