@@ -226,6 +226,22 @@ async fn wait_for_signal() {
 /// `logrelay health` / `logrelay reload`: one request to the running host's admin address
 /// (`health` is the Docker HEALTHCHECK). Exit 0 on a 200 answer.
 pub fn admin_call(settings: &Settings, method: &str, path: &str) -> anyhow::Result<ExitCode> {
+    let (status, body) = admin_request(settings, method, path)?;
+    println!("{body}");
+    Ok(if status == 200 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One request to a running host's admin address (`LOGRELAY_ADMIN_ADDR`; an unspecified IP is
+/// asked on 127.0.0.1): the status code and the body.
+pub fn admin_request(
+    settings: &Settings,
+    method: &str,
+    path: &str,
+) -> anyhow::Result<(u16, String)> {
     use std::io::{Read, Write};
     let mut addr = settings.admin_addr;
     if addr.ip().is_unspecified() {
@@ -242,14 +258,16 @@ pub fn admin_call(settings: &Settings, method: &str, path: &str) -> anyhow::Resu
     )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
-    let status = response.split_whitespace().nth(1).unwrap_or("");
-    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    println!("{body}");
-    Ok(if status == "200" {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    Ok((status, body))
 }
 
 /// `logrelay check`: validates every enabled instance's config without side effects (with

@@ -76,6 +76,12 @@ pub enum Command {
     Sql(crate::sql::SqlArgs),
     /// Make a running host re-read plugins.toml (like SIGHUP); prints what changed or why not.
     Reload,
+    /// Watch a running host: intake and per-instance rates, queued batches, errors and call
+    /// times, from its /metrics on LOGRELAY_ADMIN_ADDR.
+    Top(crate::top::TopArgs),
+    /// Follow the records a running host stores, live, through the http-api connector's
+    /// /logs/stream with the API's filters; printed as the console connector would.
+    Tail(crate::tail::TailArgs),
 }
 
 /// Runs the command; the exit code says how it went.
@@ -107,6 +113,8 @@ pub fn main(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => runtime.block_on(crate::send::run(&settings, args)),
         Command::Health => app::admin_call(&settings, "GET", "/health"),
         Command::Reload => app::admin_call(&settings, "POST", "/reload"),
+        Command::Top(args) => crate::top::run(&settings, &args),
+        Command::Tail(args) => runtime.block_on(crate::tail::run(&settings, args)),
         Command::Sql(args) => crate::sql::run(&settings, &env, args),
     }
 }

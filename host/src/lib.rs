@@ -18,3 +18,5 @@ pub mod progress;
 pub mod replay;
 pub mod send;
 pub mod sql;
+pub mod tail;
+pub mod top;

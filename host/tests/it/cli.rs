@@ -896,3 +896,186 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Waits (bounded) for a child to exit; `None` if it did not within `limit` (it is killed).
+fn exit_within(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    None
+}
+
+/// `top` reads a running host's metrics and `tail` follows its records through the http-api
+/// connector's live stream with the API's filters; both say clearly when there is no host.
+#[tokio::test(flavor = "multi_thread")]
+async fn top_and_tail_watch_a_running_host() {
+    let _broker = broker_shared().await;
+    let db = TestDb::new();
+    let queue = unique("watch");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (admin, api) = (free_addr(), free_addr());
+    write_plugins(
+        dir.path(),
+        "[plugins.store]\ntype = \"timescale\"\nconfig = { url = \"${LOGRELAY_DATABASE_URL}\" }\n\
+         [plugins.api]\ntype = \"http-api\"\nconfig = { store = \"store\", listen = \"${LOGRELAY_HTTP_ADDR}\", token = \"${LOGRELAY_API_TOKEN}\" }\n",
+    );
+    let (_conn, ch) = rabbit().await;
+    declare(&ch, &queue).await;
+    let env = [
+        ("LOGRELAY_QUEUE", queue.clone()),
+        ("LOGRELAY_EXCHANGE", format!("{queue}-ex")),
+        ("LOGRELAY_ADMIN_ADDR", admin.clone()),
+        ("LOGRELAY_HTTP_ADDR", api.clone()),
+        ("LOGRELAY_API_TOKEN", "watch-token-0123456789".to_owned()),
+        ("LOGRELAY_BATCH_MAX_WAIT_MS", "10".to_owned()),
+        ("LOGRELAY_DATABASE_URL", db.url()),
+    ];
+    let host = KillOnDrop(
+        logrelay(dir.path(), &env)
+            .arg("run")
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run"),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            http_get(&admin, "/health").is_some_and(|(s, _)| s == 200)
+        }),
+        "health never turned green"
+    );
+
+    // tail: only errors of project `shop`, as JSON, two of them; the info logs around them are
+    // filtered out by the server. Published until the tail has its two (its subscription starts
+    // when it connects), at most 40 rounds.
+    let mut tail = logrelay(dir.path(), &env)
+        .args([
+            "tail",
+            "--project",
+            "shop",
+            "--min-level",
+            "error",
+            "--output",
+            "json",
+            "--count",
+            "2",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("tail");
+    let mut status = None;
+    for round in 0..40 {
+        let mut bodies = logs(&format!("w{round}"), 3);
+        bodies.push(format!(
+            r#"{{"id":"e{round}","level":"error","project":"shop","module":"pay","message":"declined {round}"}}"#
+        ));
+        bodies.push(format!(
+            r#"{{"id":"o{round}","level":"error","project":"other","module":"pay","message":"elsewhere"}}"#
+        ));
+        crate::common::publish(&ch, &queue, &bodies).await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if let Ok(Some(s)) = tail.try_wait() {
+            status = Some(s);
+            break;
+        }
+    }
+    let status = status.or_else(|| exit_within(&mut tail, Duration::from_secs(5)));
+    let out = tail.wait_with_output().expect("tail output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        status.is_some_and(|s| s.success()),
+        "tail did not end with its two records: {status:?}\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(lines.len(), 2, "{stdout}");
+    for v in &lines {
+        assert_eq!(
+            (&v["level"], &v["project"]),
+            (&"error".into(), &"shop".into()),
+            "{v}"
+        );
+        assert!(
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("declined ")),
+            "{v}"
+        );
+    }
+
+    // The console's layout off a terminal: no escape codes.
+    let mut text_tail = logrelay(dir.path(), &env)
+        .args(["tail", "--text", "declined", "--count", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("tail");
+    for round in 100..140 {
+        crate::common::publish(
+            &ch,
+            &queue,
+            &[format!(
+                r#"{{"id":"t{round}","level":"warning","project":"shop","module":"pay","message":"declined card"}}"#
+            )],
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        if matches!(text_tail.try_wait(), Ok(Some(_))) {
+            break;
+        }
+    }
+    let _ = exit_within(&mut text_tail, Duration::from_secs(5));
+    let out = text_tail.wait_with_output().expect("tail output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("declined card"), "{stdout:?}");
+    assert!(
+        stdout.contains("WARN") || stdout.contains("warn"),
+        "{stdout:?}"
+    );
+    assert!(
+        !stdout.contains('\u{1b}'),
+        "escape codes off a terminal: {stdout:?}"
+    );
+
+    // A wrong token is the command line's mistake (exit 2), saying what the server said.
+    let mut wrong = env.to_vec();
+    wrong.retain(|(k, _)| *k != "LOGRELAY_API_TOKEN");
+    wrong.push(("LOGRELAY_API_TOKEN", "not-the-token-0123456789".to_owned()));
+    run(logrelay(dir.path(), &wrong).args(["tail", "--count", "1"]))
+        .exits_with(2)
+        .stderr_has(&["401"]);
+
+    // top: two frames of rates; both instances listed, the intake connected.
+    run(logrelay(dir.path(), &env).args(["top", "--interval", "200ms", "--count", "2"]))
+        .succeeds()
+        .stdout_has(&[
+            "RabbitMQ connected",
+            "records/s",
+            "store",
+            "api",
+            "call p99",
+        ]);
+    drop(host);
+
+    // Nothing there: exit 3, naming the address.
+    let nobody = free_addr();
+    let mut gone = env.to_vec();
+    gone.retain(|(k, _)| *k != "LOGRELAY_ADMIN_ADDR" && *k != "LOGRELAY_HTTP_ADDR");
+    gone.push(("LOGRELAY_ADMIN_ADDR", nobody.clone()));
+    gone.push(("LOGRELAY_HTTP_ADDR", nobody.clone()));
+    run(logrelay(dir.path(), &gone).args(["top", "--count", "1"]))
+        .exits_with(3)
+        .stderr_has(&[&nobody]);
+    run(logrelay(dir.path(), &gone).args(["tail", "--count", "1"]))
+        .exits_with(3)
+        .stderr_has(&[&nobody]);
+    delete(&ch, &queue).await;
+}
