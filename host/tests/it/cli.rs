@@ -285,17 +285,7 @@ fn sigterm(child: &Child) {
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
-    let start = Instant::now();
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "the host did not exit within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    exit_within(child, limit).unwrap_or_else(|| panic!("the host did not exit within {limit:?}"))
 }
 
 /// `send --file` streams its input: grouped by `--per-message`, repeated by `--repeat` (the file

@@ -14,7 +14,8 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use logrelay::config::{Env, PluginsConfig, Settings};
-use logrelay::engine::EngineOptions;
+use logrelay::engine::{Completed, EngineOptions};
+use tokio::sync::mpsc::UnboundedReceiver;
 
 /// Tests that use the broker share it; a test that disrupts it (closing every connection)
 /// holds it alone.
@@ -183,6 +184,14 @@ pub async fn publish(channel: &Channel, queue: &str, bodies: &[String]) {
             "broker refused a test message"
         );
     }
+}
+
+/// The next batch the engine completes (20 s at most).
+pub async fn next_completed(done: &mut UnboundedReceiver<Completed>) -> Completed {
+    tokio::time::timeout(Duration::from_secs(20), done.recv())
+        .await
+        .expect("a batch completes within 20 s")
+        .expect("engine alive")
 }
 
 /// Declares `queue` durable (as the host does) so tests can publish before the host starts.

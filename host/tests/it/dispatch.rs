@@ -9,7 +9,7 @@ use logrelay_plugin_api::RecordFlags;
 use logrelay_plugin_api::testing::sample_records;
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::common::{TestDb, options, parse_config, read_ids, wait_until};
+use crate::common::{TestDb, next_completed, options, parse_config, read_ids, wait_until};
 
 fn batch(engine: &Engine, n: usize) -> Batch {
     Batch::unflagged(
@@ -20,13 +20,6 @@ fn batch(engine: &Engine, n: usize) -> Batch {
             tag: 1,
         }],
     )
-}
-
-async fn next(done: &mut UnboundedReceiver<Completed>) -> Completed {
-    tokio::time::timeout(Duration::from_secs(20), done.recv())
-        .await
-        .expect("a batch completes within 20 s")
-        .expect("engine alive")
 }
 
 fn start(config: &str) -> (Arc<Engine>, UnboundedReceiver<Completed>) {
@@ -49,7 +42,7 @@ config = {{ record_to = {errors:?} }}
 "#
     ));
     engine.dispatch(batch(&engine, 30)).await;
-    let c = next(&mut done).await;
+    let c = next_completed(&mut done).await;
     assert!(c.failed.is_empty(), "{:?}", c.failed);
     assert_eq!(read_ids(&all).len(), 30);
     let expected: Vec<String> = sample_records(30)
@@ -71,7 +64,7 @@ async fn transient_failures_are_retried_until_accepted() {
         "[plugins.flaky]\ntype = \"fixture\"\nconfig = {{ record_to = {ids:?}, fail_first_batches = 3 }}\n"
     ));
     engine.dispatch(batch(&engine, 5)).await;
-    let c = next(&mut done).await;
+    let c = next_completed(&mut done).await;
     assert!(c.failed.is_empty());
     assert_eq!(read_ids(&ids).len(), 5);
     assert_eq!(
@@ -86,7 +79,7 @@ async fn permanent_refusals_name_exactly_the_bad_records() {
     let (engine, mut done) =
         start("[plugins.picky]\ntype = \"fixture\"\nconfig = { reject_on = \"7\" }\n");
     engine.dispatch(batch(&engine, 30)).await;
-    let c = next(&mut done).await;
+    let c = next_completed(&mut done).await;
     let idx: Vec<u32> = c.failed.iter().map(|(i, _)| *i).collect();
     assert_eq!(idx, vec![7, 17, 27]);
     assert!(
@@ -118,7 +111,7 @@ async fn each_record_refused_by_the_store_carries_its_own_reason_on_one_line() {
             }],
         ))
         .await;
-    let c = next(&mut done).await;
+    let c = next_completed(&mut done).await;
     let expected = [
         (0, "refused by `store`: `project` contains a NUL byte"),
         (2, "refused by `store`: `message` contains a NUL byte"),
@@ -154,7 +147,7 @@ config = {{ record_to = {ids:?} }}
 "#
     ));
     engine.dispatch(batch(&engine, 5)).await;
-    let c = next(&mut done).await;
+    let c = next_completed(&mut done).await;
     assert_eq!(
         c.failed.len(),
         5,
@@ -166,7 +159,7 @@ config = {{ record_to = {ids:?} }}
     assert!(boom.is_disabled());
     // The other instance keeps working, and later batches complete.
     engine.dispatch(batch(&engine, 2)).await;
-    let c = next(&mut done).await;
+    let c = next_completed(&mut done).await;
     assert_eq!(c.failed.len(), 2);
     assert!(c.failed[0].1.contains("disabled"), "{:?}", c.failed[0]);
     assert_eq!(read_ids(&ids).len(), 7);
@@ -184,7 +177,7 @@ async fn a_hung_call_hits_the_call_timeout() {
     tokio::spawn(engine.clone().watchdog());
     let started = Instant::now();
     engine.dispatch(batch(&engine, 2)).await;
-    let c = next(&mut done).await;
+    let c = next_completed(&mut done).await;
     assert!(
         started.elapsed() < Duration::from_millis(2500),
         "{:?}",
@@ -231,7 +224,7 @@ config = {{ sleep_ms = 4000 }}
         "no back-pressure: {waited:?}"
     );
     for _ in 0..5 {
-        assert!(next(&mut done).await.failed.is_empty());
+        assert!(next_completed(&mut done).await.failed.is_empty());
     }
     // The best-effort instance, far slower, neither held the batches nor was waited for.
     assert!(
@@ -262,7 +255,7 @@ async fn a_hung_instance_does_not_freeze_dispatch() {
         engine.dispatch(batch(&engine, 2)).await;
     }
     for _ in 0..4 {
-        assert_eq!(next(&mut done).await.failed.len(), 2);
+        assert_eq!(next_completed(&mut done).await.failed.len(), 2);
     }
     assert!(
         started.elapsed() < Duration::from_millis(2500),
@@ -390,7 +383,7 @@ async fn reload_adds_changes_and_removes_instances_under_load_losing_nothing() {
     let _ = phase_tx.send(3);
     let sent = feeding.await.expect("feeder");
     for _ in 0..sent.len() {
-        let c = next(&mut done).await;
+        let c = next_completed(&mut done).await;
         assert!(c.failed.is_empty(), "{:?}", c.failed);
     }
     engine.shutdown(Instant::now() + Duration::from_secs(5));
@@ -436,7 +429,7 @@ async fn a_bad_reload_is_refused_and_the_running_set_stays() {
         .collect();
     assert_eq!(names, vec!["a".to_owned()]);
     engine.dispatch(batch(&engine, 3)).await;
-    assert!(next(&mut done).await.failed.is_empty());
+    assert!(next_completed(&mut done).await.failed.is_empty());
     assert_eq!(read_ids(&a).len(), 3);
     engine.shutdown(Instant::now() + Duration::from_secs(5));
 }
@@ -468,7 +461,7 @@ async fn behind_a_busy_call(
     }
     let mut completed = Vec::new();
     for _ in 0..sent.len() {
-        completed.push(next(done).await);
+        completed.push(next_completed(done).await);
     }
     completed.sort_by_key(|c| c.batch.id);
     sent.into_iter()

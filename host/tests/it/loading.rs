@@ -11,7 +11,9 @@ use logrelay::loader::{LoadError, Loader, load_library};
 use logrelay_plugin_api::RecordFlags;
 use logrelay_plugin_api::testing::sample_records;
 
-use crate::common::{drifted_fixture, fixture_1_0, options, parse_config, plugin_dir, read_ids};
+use crate::common::{
+    drifted_fixture, fixture_1_0, next_completed, options, parse_config, plugin_dir, read_ids,
+};
 
 #[test]
 fn loads_fixture_and_console_with_their_manifests() {
@@ -84,10 +86,7 @@ async fn a_plugin_built_against_1_0_loads_and_gets_its_batches_without_flags() {
             }],
         ))
         .await;
-    let completed = tokio::time::timeout(Duration::from_secs(20), done.recv())
-        .await
-        .expect("the batch completes")
-        .expect("completion");
+    let completed = next_completed(&mut done).await;
     assert!(completed.failed.is_empty(), "{:?}", completed.failed);
     assert_eq!(read_ids(&ids).len(), 20, "handle_batch got the records");
     assert!(
@@ -178,10 +177,7 @@ async fn connector_metrics_reach_metrics_with_the_instance_label_beside_a_1_0_pl
                 }],
             ))
             .await;
-        let completed = tokio::time::timeout(Duration::from_secs(20), done.recv())
-            .await
-            .expect("the batch completes")
-            .expect("completion");
+        let completed = next_completed(&mut done).await;
         assert!(completed.failed.is_empty(), "{:?}", completed.failed);
     }
     let state = AdminState {
